@@ -1,0 +1,36 @@
+# edgepose: `make demo` runs the main job (export + bench on this machine), `make test` the tests.
+# Both create the virtual environment on first use.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+EXTRAS ?= export,device,dev
+
+.PHONY: venv demo test test-fast lint format clean
+
+$(BIN)/edgepose: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e ".[$(EXTRAS)]"
+	@touch $@
+
+venv: $(BIN)/edgepose
+
+demo: venv
+	$(BIN)/edgepose models
+
+test: venv
+	$(BIN)/python -m pytest -n 2 -q
+
+test-fast: venv
+	$(BIN)/python -m pytest -n 2 -q -m "not slow"
+
+lint: venv
+	$(BIN)/ruff check edgepose tests benchmarks
+	$(BIN)/ruff format --check edgepose tests benchmarks
+
+format: venv
+	$(BIN)/ruff format edgepose tests benchmarks
+	$(BIN)/ruff check --fix edgepose tests benchmarks
+
+clean:
+	rm -rf $(VENV) artifacts .pytest_cache .ruff_cache

@@ -1,0 +1,62 @@
+"""The ``edgepose`` command line: one module per sub-command, each with ``register(subparsers)``.
+
+A sub-command module adds its parser and sets ``func(args) -> int``. Errors the user can fix
+(:class:`EdgeposeError`) print as one line on stderr with exit code 2; nothing else is caught,
+so a real bug still shows its traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from edgepose import __version__
+from edgepose.errors import EdgeposeError
+
+# Order = order in `edgepose --help`.
+SUBCOMMANDS = (
+    "edgepose.cli.models_cmd",
+    "edgepose.cli.macs_cmd",
+    "edgepose.cli.export_cmd",
+    "edgepose.cli.infer_cmd",
+    "edgepose.cli.bench_cmd",
+    "edgepose.cli.report_cmd",
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="edgepose",
+        description="LitePose and Lite-HRNet on edge devices: models, MACs, export, inference, benchmarks.",
+    )
+    parser.add_argument("--version", action="version", version=f"edgepose {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    for module_name in SUBCOMMANDS:
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if exc.name != module_name:
+                raise
+            continue
+        module.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except EdgeposeError as exc:
+        print(f"edgepose: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("edgepose: interrupted", file=sys.stderr)
+        return 130
+
+
+def run() -> None:
+    """Console-script entry point."""
+    sys.exit(main())

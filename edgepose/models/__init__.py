@@ -1,0 +1,25 @@
+"""The networks: a registry of LitePose, Lite-HRNet and the papers' baselines."""
+
+from edgepose.models.registry import (
+    ModelSpec,
+    OutputSpec,
+    build_model,
+    check_input_size,
+    get_spec,
+    list_models,
+    parse_size,
+    register_model,
+)
+from edgepose.models.weights import load_weights
+
+__all__ = [
+    "ModelSpec",
+    "OutputSpec",
+    "build_model",
+    "check_input_size",
+    "get_spec",
+    "list_models",
+    "load_weights",
+    "parse_size",
+    "register_model",
+]

@@ -1,0 +1,100 @@
+"""Load released checkpoints into edgepose models, safely and strictly.
+
+Accepted layouts: a bare state_dict; ``{"state_dict": ...}``, ``{"best_state_dict": ...}`` or
+``{"model": ...}`` wrappers; a DataParallel ``module.`` prefix; and whatever a family adds through
+``model.remap_checkpoint(state_dict)`` (Lite-HRNet's mmpose-1.x ``head.`` prefix, for example).
+Files are read with ``torch.load(weights_only=True)``: a checkpoint that needs arbitrary pickled
+code is refused, never executed.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+from collections.abc import Mapping
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from edgepose.errors import EdgeposeError
+
+WRAPPER_KEYS = ("state_dict", "best_state_dict", "model", "model_state_dict")
+_LIST_LIMIT = 8
+
+
+def read_checkpoint(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """Read ``path`` with ``weights_only=True`` and return its flat tensor state_dict."""
+    path = Path(path)
+    if not path.is_file():
+        raise EdgeposeError(f"checkpoint not found: {path}")
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise EdgeposeError(
+            f"refusing {path}: it needs arbitrary pickled code to load (weights_only=True refused it: "
+            f"{first}). Re-save it as a plain state_dict of tensors from a trusted environment."
+        ) from None
+    except Exception as exc:  # not a torch file at all, truncated, ...
+        raise EdgeposeError(f"cannot read checkpoint {path}: {type(exc).__name__}: {exc}") from None
+    return unwrap_state_dict(obj, str(path))
+
+
+def unwrap_state_dict(obj: object, source: str = "checkpoint") -> dict[str, torch.Tensor]:
+    """Find the tensor dict inside the known wrappers and strip a ``module.`` prefix."""
+    while isinstance(obj, Mapping) and not _is_tensor_dict(obj):
+        inner = next((obj[k] for k in WRAPPER_KEYS if k in obj and isinstance(obj[k], Mapping)), None)
+        if inner is None:
+            raise EdgeposeError(
+                f"{source} holds no state_dict: top-level keys are {sorted(map(str, obj))[:_LIST_LIMIT]}"
+            )
+        obj = inner
+    if not isinstance(obj, Mapping):
+        raise EdgeposeError(f"{source} is a {type(obj).__name__}, not a state_dict")
+    state = {str(k): v for k, v in obj.items() if isinstance(v, torch.Tensor)}
+    if state and all(k.startswith("module.") for k in state):
+        state = {k[len("module."):]: v for k, v in state.items()}
+    return state
+
+
+def _is_tensor_dict(obj: Mapping) -> bool:
+    return bool(obj) and all(isinstance(v, torch.Tensor) for v in obj.values())
+
+
+def _listing(keys: list[str]) -> str:
+    shown = ", ".join(keys[:_LIST_LIMIT])
+    return shown + (f", ... (+{len(keys) - _LIST_LIMIT} more)" if len(keys) > _LIST_LIMIT else "")
+
+
+def match_state_dict(model: nn.Module, state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Apply the family's key mapping and check keys and shapes; raise one clear error on mismatch."""
+    remap = getattr(model, "remap_checkpoint", None)
+    if callable(remap):
+        state = remap(dict(state))
+    expected = model.state_dict()
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    wrong = [
+        f"{k} {tuple(state[k].shape)} != {tuple(v.shape)}"
+        for k, v in expected.items()
+        if k in state and tuple(state[k].shape) != tuple(v.shape)
+    ]
+    if missing or unexpected or wrong:
+        name = getattr(getattr(model, "spec", None), "name", type(model).__name__)
+        parts = []
+        if missing:
+            parts.append(f"{len(missing)} missing: {_listing(missing)}")
+        if unexpected:
+            parts.append(f"{len(unexpected)} unexpected: {_listing(unexpected)}")
+        if wrong:
+            parts.append(f"{len(wrong)} wrongly shaped: {_listing(wrong)}")
+        raise EdgeposeError(f"checkpoint does not fit {name}: " + "; ".join(parts))
+    return dict(state)
+
+
+def load_weights(model: nn.Module, path: str | os.PathLike) -> nn.Module:
+    """Load the checkpoint at ``path`` into ``model`` with ``strict=True``; returns the model."""
+    state = match_state_dict(model, read_checkpoint(path))
+    model.load_state_dict(state, strict=True)
+    return model
