@@ -12,8 +12,8 @@ options against the spec, and returns the ``nn.Module`` in eval mode.
 from __future__ import annotations
 
 import difflib
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 from torch import nn
 
@@ -99,9 +99,7 @@ def build_model(name: str, **options) -> nn.Module:
     spec = get_spec(name)
     dataset = options.get("dataset") or spec.default_dataset
     if dataset not in spec.datasets:
-        raise EdgeposeError(
-            f"{name} has no {dataset!r} head; choose one of: {', '.join(spec.datasets)}"
-        )
+        raise EdgeposeError(f"{name} has no {dataset!r} head; choose one of: {', '.join(spec.datasets)}")
     options["dataset"] = dataset
     builder = _REGISTRY[name][1]
     try:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import re
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -31,13 +32,17 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        unsafe = re.search(r"Unsupported global: GLOBAL (\S+)", str(exc))
+        if unsafe is None:  # a corrupt or non-torch file, not a code-carrying one
+            raise EdgeposeError(f"cannot read checkpoint {path}: not a valid torch checkpoint") from None
         raise EdgeposeError(
-            f"refusing {path}: it needs arbitrary pickled code to load (weights_only=True refused it: "
-            f"{first}). Re-save it as a plain state_dict of tensors from a trusted environment."
+            f"refusing {path}: it needs arbitrary pickled code to load ({unsafe.group(1)}), which "
+            "torch.load(weights_only=True) does not run. Re-save it as a plain state_dict of tensors "
+            "from a trusted environment."
         ) from None
-    except Exception as exc:  # not a torch file at all, truncated, ...
-        raise EdgeposeError(f"cannot read checkpoint {path}: {type(exc).__name__}: {exc}") from None
+    except Exception as exc:  # truncated zip, wrong format, ...
+        first = (str(exc).strip().splitlines() or [""])[0]
+        raise EdgeposeError(f"cannot read checkpoint {path}: {type(exc).__name__}: {first}") from None
     return unwrap_state_dict(obj, str(path))
 
 
@@ -54,7 +59,7 @@ def unwrap_state_dict(obj: object, source: str = "checkpoint") -> dict[str, torc
         raise EdgeposeError(f"{source} is a {type(obj).__name__}, not a state_dict")
     state = {str(k): v for k, v in obj.items() if isinstance(v, torch.Tensor)}
     if state and all(k.startswith("module.") for k in state):
-        state = {k[len("module."):]: v for k, v in state.items()}
+        state = {k[len("module.") :]: v for k, v in state.items()}
     return state
 
 
