@@ -10,7 +10,7 @@ EXTRAS ?= export,device,dev
 $(BIN)/edgepose: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e ".[$(EXTRAS)]"
+	$(BIN)/pip install --quiet -c constraints.txt -e ".[$(EXTRAS)]"
 	@touch $@
 
 venv: $(BIN)/edgepose
