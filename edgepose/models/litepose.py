@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from edgepose.device.skeletons import get_skeleton
-from edgepose.models.registry import ModelSpec, OutputSpec, check_input_size, register_model
+from edgepose.models.registry import ModelSpec, OutputSpec, check_forward_input, register_model
 
 CONFIG_DIR = Path(__file__).parent / "configs" / "litepose"
 OUTPUTS = (
@@ -122,10 +122,7 @@ class LitePose(nn.Module):
         self.final_raw = nn.ModuleList([SepConv2d(widths[1], 2 * j), SepConv2d(widths[0], j)])
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        if not (torch.jit.is_tracing() or torch.compiler.is_compiling()):
-            spec = getattr(self, "spec", None)
-            if spec is not None:
-                check_input_size(spec, int(x.shape[-2]), int(x.shape[-1]))
+        check_forward_input(getattr(self, "spec", None), x)
         features = [self.first(x)]
         for stage in self.stage:
             features.append(stage(features[-1]))

@@ -15,6 +15,7 @@ import difflib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+import torch
 from torch import nn
 
 from edgepose.errors import EdgeposeError
@@ -141,3 +142,18 @@ def parse_size(text: str) -> tuple[int, int]:
     if len(values) != 2 or min(values) <= 0:
         raise EdgeposeError(f"bad input size {text!r}: expected HxW such as 256x192, or one number")
     return values[0], values[1]
+
+
+def check_forward_input(spec: ModelSpec | None, x: torch.Tensor) -> None:
+    """Eager-mode check of a forward input: (N, 3, H, W) with H, W valid for ``spec``.
+
+    Skipped while tracing, scripting or compiling (shapes are static there and the checks would
+    be baked into the graph); ``spec`` is None for a model built outside the registry.
+    """
+    if torch.jit.is_tracing() or torch.jit.is_scripting() or torch.compiler.is_compiling():
+        return
+    if spec is None:
+        return
+    if x.dim() != 4 or x.shape[1] != 3:
+        raise EdgeposeError(f"{spec.name} expects an (N, 3, H, W) image batch, got shape {tuple(x.shape)}")
+    check_input_size(spec, int(x.shape[2]), int(x.shape[3]))

@@ -1,0 +1,201 @@
+"""Lite-HRNet (CVPR 2021) top-down pose networks: Lite-HRNet-18/30 and the naive ShuffleNet variants.
+
+The stage tables are data (``ARCHS``); the blocks live in ``litehrnet_blocks.py``. Module names mirror the
+official mmcv/mmpose state_dict (``backbone.…``, ``keypoint_head.final_layer.…``) so released checkpoints
+load with ``strict=True``; mmpose-1.x files are mapped by :meth:`LiteHRNetPose.remap_checkpoint`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from edgepose.device.skeletons import get_skeleton
+from edgepose.errors import EdgeposeError
+from edgepose.models.litehrnet_blocks import (
+    IterativeHead,
+    LiteHRModule,
+    Stem,
+    dw_pw_sequential,
+)
+from edgepose.models.registry import ModelSpec, OutputSpec, check_forward_input, register_model
+
+# Official configs (configs/top_down/{lite_hrnet,naive_litehrnet}/...). All: stem (32, 32, expand 1),
+# 2 blocks per module, 2/3/4 branches, fuse and IterativeHead on.
+_LITE_CHANNELS = ((40, 80), (40, 80, 160), (40, 80, 160, 320))
+ARCHS: dict[str, dict] = {
+    "litehrnet-18": {"num_modules": (2, 4, 2), "module_type": "LITE", "num_channels": _LITE_CHANNELS},
+    "litehrnet-30": {"num_modules": (3, 8, 3), "module_type": "LITE", "num_channels": _LITE_CHANNELS},
+    "litehrnet-naive-18": {
+        "num_modules": (2, 4, 2),
+        "module_type": "NAIVE",
+        "num_channels": ((30, 60), (30, 60, 120), (30, 60, 120, 240)),
+    },
+    "litehrnet-wider-naive-18": {
+        "num_modules": (2, 4, 2),
+        "module_type": "NAIVE",
+        "num_channels": _LITE_CHANNELS,
+    },
+}
+STEM = {"stem_channels": 32, "out_channels": 32, "expand_ratio": 1.0}
+NUM_BLOCKS = 2
+REDUCE_RATIO = 8
+
+
+class LiteHRNet(nn.Module):
+    """The backbone: stem, three transition+stage pairs, IterativeHead; returns branch 0 (stride 4)."""
+
+    def __init__(
+        self, num_modules: Sequence[int], module_type: str, num_channels: Sequence[Sequence[int]]
+    ) -> None:
+        super().__init__()
+        self.stem = Stem(3, **STEM)
+        prev = [self.stem.out_channels]
+        self.num_stages = len(num_modules)
+        for s, (modules, channels) in enumerate(zip(num_modules, num_channels)):
+            setattr(self, f"transition{s}", _make_transition(prev, list(channels)))
+            stage = [LiteHRModule(channels, NUM_BLOCKS, module_type, REDUCE_RATIO) for _ in range(modules)]
+            setattr(self, f"stage{s}", nn.Sequential(*stage))
+            prev = list(channels)
+        self.head_layer = IterativeHead(prev)
+        self.out_channels = prev[0]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        branches = [self.stem(x)]
+        for s in range(self.num_stages):
+            transition = getattr(self, f"transition{s}")
+            inputs = []
+            for j, t in enumerate(transition):
+                # A new branch grows from the last existing (lowest-resolution) one.
+                src = branches[j] if j < len(branches) else branches[-1]
+                inputs.append(src if t is None else t(src))
+            branches = getattr(self, f"stage{s}")(inputs)
+        return self.head_layer(branches)
+
+
+def _make_transition(prev: list[int], cur: list[int]) -> nn.ModuleList:
+    """Official transition: re-width changed branches (dw s1), grow new ones from the last (dw s2 steps)."""
+    layers: list[nn.Module | None] = []
+    for i, c in enumerate(cur):
+        if i < len(prev):
+            layers.append(None if c == prev[i] else dw_pw_sequential(prev[i], c, 1, relu=True))
+        else:
+            n_steps = i + 1 - len(prev)
+            steps = [
+                dw_pw_sequential(prev[-1], c if k == n_steps - 1 else prev[-1], 2, relu=True)
+                for k in range(n_steps)
+            ]
+            layers.append(nn.Sequential(*steps))
+    return nn.ModuleList(layers)
+
+
+class TopdownHeatmapHead(nn.Module):
+    """mmpose ``TopdownHeatmapSimpleHead`` with no deconvs: one biased 1x1 conv to K heatmaps."""
+
+    def __init__(self, in_channels: int, num_joints: int) -> None:
+        super().__init__()
+        self.final_layer = nn.Conv2d(in_channels, num_joints, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.final_layer(x)
+
+
+class LiteHRNetPose(nn.Module):
+    """Backbone + keypoint head: (N, 3, H, W) -> heatmaps (N, K, H/4, W/4); H, W multiples of 32."""
+
+    def __init__(self, spec: ModelSpec, num_joints: int) -> None:
+        super().__init__()
+        self.spec = spec
+        self.backbone = LiteHRNet(**ARCHS[spec.name])
+        self.keypoint_head = TopdownHeatmapHead(self.backbone.out_channels, num_joints)
+        init_weights(self)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        check_forward_input(self.spec, x)
+        return self.keypoint_head(self.backbone(x))
+
+    def remap_checkpoint(self, state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """mmpose-1.x layout -> ours: ``head.`` becomes ``keypoint_head.``, ``data_preprocessor.*`` is dropped."""
+        out = {}
+        for key, value in state_dict.items():
+            if key.startswith("data_preprocessor."):
+                continue
+            if key.startswith("head."):
+                key = "keypoint_head." + key[len("head.") :]
+            out[key] = value
+        return out
+
+
+def init_weights(model: LiteHRNetPose) -> None:
+    """Random init with O(1) outputs: Kaiming-normal convs, then BN statistics calibrated on one noise image.
+
+    The official init (conv std 0.001) makes untrained heatmaps ~1e-10, and plain Kaiming makes them ~1e6
+    (the fuse sums grow every module): either would let cross-runtime parity tests pass or fail for the wrong
+    reason. Calibrated BN keeps activations O(1) and gives non-trivial running stats, so BN folding is
+    exercised too. Uses torch's global RNG (seed it for reproducible models); checkpoints overwrite all of it.
+    """
+    for m in model.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_in", nonlinearity="relu")
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+    norms = [m for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
+    for bn in norms:
+        bn.reset_parameters()
+        bn.momentum = None  # cumulative average: running stats become this one batch's stats
+    model.train()
+    with torch.no_grad():
+        model(torch.randn(1, 3, *model.spec.input_size))
+    for bn in norms:
+        bn.momentum = 0.1
+        bn.num_batches_tracked.zero_()
+    model.eval()
+
+
+def _num_joints(dataset: str, num_joints: int | None) -> int:
+    if num_joints is None:
+        return len(get_skeleton(dataset)["joints"])
+    if num_joints <= 0:
+        raise EdgeposeError(f"num_joints must be positive, got {num_joints}")
+    return num_joints
+
+
+def _spec(name: str, title: str, extra_sizes: tuple[tuple[int, int], ...]) -> ModelSpec:
+    return ModelSpec(
+        name=name,
+        family="litehrnet",
+        kind="top-down",
+        input_size=(256, 192),
+        datasets=("coco", "mpii"),  # MPII models use 256x256 inputs
+        size_multiple=32,
+        outputs=(OutputSpec(name="heatmaps", role="heatmaps", stride=4, channels_per_joint=1),),
+        paper="Lite-HRNet (CVPR 2021)",
+        mac_convention="torchstat",
+        description=title,
+        extra_sizes=extra_sizes,
+    )
+
+
+SPECS = {
+    "litehrnet-18": _spec("litehrnet-18", "Lite-HRNet-18 (conditional channel weighting)", ((384, 288),)),
+    "litehrnet-30": _spec("litehrnet-30", "Lite-HRNet-30 (conditional channel weighting)", ((384, 288),)),
+    "litehrnet-naive-18": _spec("litehrnet-naive-18", "Naive Lite-HRNet-18 (shuffle blocks)", ()),
+    "litehrnet-wider-naive-18": _spec(
+        "litehrnet-wider-naive-18", "Wider Naive Lite-HRNet-18 (shuffle blocks, Lite-18 widths)", ()
+    ),
+}
+
+
+def _builder(name: str):
+    def build(dataset: str = "coco", num_joints: int | None = None) -> LiteHRNetPose:
+        return LiteHRNetPose(SPECS[name], _num_joints(dataset, num_joints))
+
+    build.__name__ = build.__qualname__ = name.replace("-", "_")
+    build.__doc__ = f"Build {SPECS[name].description} for ``dataset`` (or ``num_joints`` heatmaps)."
+    return build
+
+
+for _name in SPECS:
+    register_model(SPECS[_name])(_builder(_name))
