@@ -1,0 +1,113 @@
+"""Benchmark records (JSON lines): reading them back, picking the latest per measurement, CSV/Markdown views.
+
+Records are written one per line by :class:`edgepose.device.bench.RecordWriter` (the same writer the
+device uses), so a file is valid after every measurement even when a run is interrupted.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from edgepose.device.bench import SCHEMA, RecordWriter
+from edgepose.errors import EdgeposeError
+from edgepose.tables import Column, format_table
+
+__all__ = ["RecordWriter", "read_records", "latest", "flatten", "to_csv", "to_markdown", "COLUMNS"]
+
+# The columns of the CSV / Markdown views, in order (nested keys flattened with dots).
+COLUMNS = (
+    "date", "device", "on_device", "host.cpu", "model", "dataset", "input_size", "format", "runtime",
+    "runtime_version", "precision", "threads", "delegate", "batch", "timed", "tool", "runs_done", "warmup",
+    "stats.median_ms", "stats.mean_ms", "stats.p90_ms", "stats.min_ms", "stats.max_ms", "stats.std_ms",
+    "capped", "peak_rss_mb", "params", "macs.true", "macs.paper", "edgepose_version",
+)  # fmt: skip
+
+
+def read_records(paths: Iterable[str | Path]) -> list[dict[str, Any]]:
+    """All records of the given JSONL files (a missing file is an error; a torn last line is skipped)."""
+    records = []
+    for path in paths:
+        path = Path(path)
+        if not path.is_file():
+            raise EdgeposeError(f"no benchmark records at {path}")
+        lines = path.read_text().splitlines()
+        for i, line in enumerate(lines):
+            if not line.strip():
+                continue
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError:
+                if i == len(lines) - 1:  # interrupted while writing the last line
+                    continue
+                raise EdgeposeError(f"{path}:{i + 1}: not a JSON record") from None
+            if rec.get("schema") == SCHEMA:
+                records.append(rec)
+    return records
+
+
+def record_key(rec: dict[str, Any]) -> tuple:
+    """What makes two records the same measurement (a newer one replaces an older one)."""
+    return (
+        rec.get("device"), bool(rec.get("on_device")), (rec.get("host") or {}).get("cpu"), rec.get("model"),
+        rec.get("dataset"), tuple(rec.get("input_size") or ()), rec.get("format"), rec.get("precision"),
+        rec.get("delegate"), rec.get("timed"), rec.get("tool"),
+    )  # fmt: skip
+
+
+def latest(records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The newest record of each measurement, in first-seen order."""
+    best: dict[tuple, dict[str, Any]] = {}
+    for rec in records:
+        key = record_key(rec)
+        if key not in best or str(rec.get("date", "")) >= str(best[key].get("date", "")):
+            best[key] = rec
+    return list(best.values())
+
+
+def _get(rec: dict[str, Any], dotted: str) -> Any:
+    value: Any = rec
+    for part in dotted.split("."):
+        if not isinstance(value, dict):
+            return None
+        value = value.get(part)
+    return value
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return f"{value:.3f}" if abs(value) < 1e4 else f"{value:.4g}"
+    if isinstance(value, list | tuple):
+        return "x".join(str(v) for v in value)
+    return str(value)
+
+
+def flatten(rec: dict[str, Any], columns: Iterable[str] = COLUMNS) -> dict[str, str]:
+    """One record as a flat {column: text} row."""
+    return {col: _cell(_get(rec, col)) for col in columns}
+
+
+def _render(records: Iterable[dict[str, Any]], columns: Iterable[str], style: str) -> str:
+    columns = list(columns)
+    rows = [flatten(rec, columns) for rec in records]
+    return format_table(rows, [Column(c) for c in columns], style=style) + "\n"
+
+
+def to_csv(records: Iterable[dict[str, Any]], columns: Iterable[str] = COLUMNS) -> str:
+    """The records as CSV text with a header row."""
+    return _render(records, columns, "csv")
+
+
+MD_COLUMNS = (
+    "device", "on_device", "host.cpu", "model", "input_size", "runtime", "precision", "threads", "timed",
+    "runs_done", "stats.median_ms", "stats.mean_ms", "stats.p90_ms", "stats.std_ms", "peak_rss_mb",
+)  # fmt: skip
+
+
+def to_markdown(records: Iterable[dict[str, Any]], columns: Iterable[str] = MD_COLUMNS) -> str:
+    """The records as a Markdown table (a compact subset of the columns by default)."""
+    return _render(records, columns, "md")

@@ -1,0 +1,270 @@
+"""The run script of an artifact folder: ``python3 run.py --source 0 --show`` and friends.
+
+``main(argv, model_dir)`` is what the folder's ``run.py`` calls; ``edgepose infer`` on the host adds
+the same options (``add_arguments``) and calls ``run``. Bad input prints one line and exits 2.
+"""
+
+import argparse
+import json
+import os
+import sys
+import time
+
+from .errors import EdgeposeError
+from .runtime import BACKENDS
+from .sources import IMAGE_EXTS, BoxFile, Source
+
+VIDEO_CODECS = {".mp4": "mp4v", ".avi": "MJPG", ".mkv": "mp4v", ".mov": "mp4v"}
+
+
+def add_arguments(parser, backends=None):
+    """The options shared by run.py and ``edgepose infer``."""
+    parser.add_argument(
+        "--source", required=True, help="camera index (0), video file, image, or folder of images"
+    )
+    parser.add_argument(
+        "--out", help="annotated output: an image, a video (.mp4/.avi), or a folder for a folder source"
+    )
+    parser.add_argument("--json", help="write the poses as JSON lines (one line per frame)")
+    parser.add_argument(
+        "--show", action="store_true", help="show the annotated frames in a window (q/Esc quits)"
+    )
+    parser.add_argument(
+        "--backend", choices=sorted(backends or BACKENDS), help="override the manifest's runtime backend"
+    )
+    parser.add_argument("--threads", type=int, help="CPU threads for the runtime (default: the manifest's)")
+    parser.add_argument(
+        "--flip", action="store_true", help="flip test: also run the mirrored input and average"
+    )
+    parser.add_argument("--boxes", help="top-down models: person boxes JSON (default: the whole frame)")
+    parser.add_argument(
+        "--refine", action="store_true", help="bottom-up: fill missing joints from the tag map"
+    )
+    parser.add_argument("--dark", action="store_true", help="top-down: DARK sub-pixel decoding")
+    parser.add_argument("--det-threshold", type=float, default=0.1, help="bottom-up peak threshold (0.1)")
+    parser.add_argument(
+        "--tag-threshold", type=float, default=1.0, help="bottom-up tag distance threshold (1.0)"
+    )
+    parser.add_argument("--min-score", type=float, default=0.0, help="drop people scoring below this")
+    parser.add_argument("--kpt-threshold", type=float, default=0.3, help="draw joints scoring at least this")
+    parser.add_argument("--max-frames", type=int, help="stop after this many frames")
+    parser.add_argument("--quiet", action="store_true", help="no per-run summary")
+
+
+def build_parser(prog="run.py"):
+    parser = argparse.ArgumentParser(
+        prog=prog, description="Pose estimation with an edgepose artifact folder."
+    )
+    parser.add_argument("--model-dir", help="the artifact folder (default: the folder of run.py)")
+    add_arguments(parser)
+    return parser
+
+
+def main(argv=None, model_dir=None):
+    """Entry point of run.py; returns the exit status."""
+    args = build_parser().parse_args(argv)
+    try:
+        return run(args, args.model_dir or model_dir or os.getcwd())
+    except EdgeposeError as exc:
+        sys.stderr.write("run.py: error: {}\n".format(exc))
+        return 2
+    except KeyboardInterrupt:
+        sys.stderr.write("run.py: interrupted\n")
+        return 130
+
+
+def run(args, model_dir, runtime=None):
+    """Run the pipeline over ``args.source``; ``runtime`` replaces the manifest's backend (host tools)."""
+    from .draw import draw_poses, draw_timings, skeleton_for
+    from .manifest import load_manifest
+    from .pipeline import PosePipeline
+
+    manifest = load_manifest(model_dir)
+    source = Source(args.source)
+    _check_out(args.out, source)
+    boxes = BoxFile(args.boxes) if args.boxes else None
+    if boxes is not None and manifest["model"].get("kind") != "top-down":
+        raise EdgeposeError(
+            "--boxes is for top-down models; {} is bottom-up".format(manifest["model"].get("name"))
+        )
+    pipeline = PosePipeline(
+        model_dir,
+        backend=args.backend,
+        threads=args.threads,
+        flip=args.flip,
+        refine=args.refine,
+        dark=args.dark,
+        det_threshold=args.det_threshold,
+        tag_threshold=args.tag_threshold,
+        min_score=args.min_score,
+        runtime=runtime,
+        manifest=manifest,
+    )
+    skeleton = skeleton_for(manifest)
+    frames_out = _FrameWriter(args.out, source)
+    lines = _AtomicFile(args.json) if args.json else None
+    totals = {"pre": 0.0, "model": 0.0, "post": 0.0}
+    count = 0
+    start = time.perf_counter()
+    try:
+        for index, name, frame in source:
+            if args.max_frames is not None and count >= args.max_frames:
+                break
+            result = pipeline(frame, boxes.for_frame(index, name) if boxes else None)
+            timings = result["timings"]
+            total = sum(timings.values())
+            fps = 1000.0 / total if total > 0 else 0.0
+            for key in totals:
+                totals[key] += timings[key]
+            count += 1
+            if lines is not None:
+                record = {
+                    "frame": index,
+                    "source": name,
+                    "people": result["people"],
+                    "timings_ms": {k: round(v, 3) for k, v in timings.items()},
+                    "fps": round(fps, 2),
+                }
+                lines.write(json.dumps(record) + "\n")
+            if args.out or args.show:
+                draw_poses(frame, result["people"], skeleton, threshold=args.kpt_threshold)
+                draw_timings(frame, timings, fps)
+                frames_out.write(frame, name)
+                if args.show and _show(frame):
+                    break
+    except BaseException:
+        frames_out.abort()
+        if lines is not None:
+            lines.abort()
+        raise
+    frames_out.close()
+    if lines is not None:
+        lines.close()
+    if not args.quiet:
+        wall = time.perf_counter() - start
+        n = max(count, 1)
+        print(
+            "{} frame(s) with {}: pre {:.1f} ms, model {:.1f} ms, post {:.1f} ms per frame; {:.1f} FPS "
+            "end to end".format(
+                count,
+                pipeline.runtime.describe(),
+                totals["pre"] / n,
+                totals["model"] / n,
+                totals["post"] / n,
+                count / wall if wall > 0 else 0.0,
+            )
+        )
+    return 0
+
+
+def _check_out(out, source):
+    """Refuse an --out that cannot hold what the source produces, before loading the model."""
+    if not out:
+        return
+    ext = os.path.splitext(out)[1].lower()
+    if source.kind == "image" and ext not in IMAGE_EXTS:
+        raise EdgeposeError(
+            "--out for an image source must be an image file ({})".format(", ".join(IMAGE_EXTS))
+        )
+    if source.kind in ("video", "camera") and ext not in VIDEO_CODECS:
+        raise EdgeposeError(
+            "--out for a video/camera source must end in {}".format(", ".join(sorted(VIDEO_CODECS)))
+        )
+    if source.kind == "folder" and ext:
+        raise EdgeposeError("--out for a folder source must be a folder, got {}".format(out))
+
+
+def _show(frame):
+    """Show ``frame``; True when the user asked to quit."""
+    import cv2
+
+    try:
+        cv2.imshow("edgepose", frame)
+        key = cv2.waitKey(1) & 0xFF
+    except cv2.error:
+        raise EdgeposeError(
+            "--show needs OpenCV with GUI support (opencv-python, not opencv-python-headless)"
+        ) from None
+    return key in (27, ord("q"))
+
+
+def _temp_name(path):
+    """A hidden temporary name next to ``path`` with the same extension (OpenCV picks codecs by it)."""
+    folder, base = os.path.split(os.path.abspath(path))
+    stem, ext = os.path.splitext(base)
+    return os.path.join(folder, ".{}.partial{}".format(stem, ext))
+
+
+class _AtomicFile(object):
+    """A text file written under a temporary name and renamed into place on close."""
+
+    def __init__(self, path):
+        self.path = path
+        folder = os.path.dirname(os.path.abspath(path))
+        if not os.path.isdir(folder):
+            os.makedirs(folder)
+        self.tmp = _temp_name(path)
+        self.fh = open(self.tmp, "w")
+
+    def write(self, text):
+        self.fh.write(text)
+
+    def close(self):
+        self.fh.close()
+        os.replace(self.tmp, self.path)
+
+    def abort(self):
+        self.fh.close()
+        if os.path.exists(self.tmp):
+            os.remove(self.tmp)
+
+
+class _FrameWriter(object):
+    """Annotated output: one image, a folder of images, or a video; temp name + rename for each file."""
+
+    def __init__(self, out, source):
+        self.out = out
+        self.source = source
+        self.video = None
+        self.tmp = None
+        if out and source.kind == "folder" and not os.path.isdir(out):
+            os.makedirs(out)
+        elif out and not os.path.isdir(os.path.dirname(os.path.abspath(out))):
+            os.makedirs(os.path.dirname(os.path.abspath(out)))
+
+    def write(self, frame, name):
+        import cv2
+
+        if not self.out:
+            return
+        if self.source.kind in ("image", "folder"):
+            path = self.out if self.source.kind == "image" else os.path.join(self.out, name)
+            tmp = _temp_name(path)
+            if not cv2.imwrite(tmp, frame):
+                raise EdgeposeError("cannot write image {}".format(path))
+            os.replace(tmp, path)
+            return
+        if self.video is None:
+            ext = os.path.splitext(self.out)[1].lower()
+            self.tmp = _temp_name(self.out)
+            fourcc = cv2.VideoWriter_fourcc(*VIDEO_CODECS[ext])
+            fps = self.source.fps or 30.0
+            self.video = cv2.VideoWriter(self.tmp, fourcc, fps, (frame.shape[1], frame.shape[0]))
+            if not self.video.isOpened():
+                raise EdgeposeError(
+                    "cannot write video {} (codec {} unavailable)".format(self.out, VIDEO_CODECS[ext])
+                )
+        self.video.write(frame)
+
+    def close(self):
+        if self.video is not None:
+            self.video.release()
+            os.replace(self.tmp, self.out)
+            self.video = None
+
+    def abort(self):
+        if self.video is not None:
+            self.video.release()
+            self.video = None
+            if os.path.exists(self.tmp):
+                os.remove(self.tmp)

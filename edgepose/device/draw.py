@@ -1,0 +1,60 @@
+"""Draw poses on a frame with OpenCV: joints, limbs (COCO-17, CrowdPose-14, MPII-16), boxes and timings."""
+
+import cv2
+
+from .skeletons import SKELETONS, _skeleton
+
+
+def skeleton_for(manifest):
+    """The skeleton (joints, limbs, colours) of the manifest's dataset, else one built from its limbs."""
+    model = manifest["model"]
+    known = SKELETONS.get(model.get("dataset"))
+    if known is not None and len(known["joints"]) == int(model.get("num_joints", len(known["joints"]))):
+        return known
+    joints = model.get("joints") or ["joint_{}".format(i) for i in range(int(model["num_joints"]))]
+    return _skeleton(joints, [tuple(limb) for limb in model.get("limbs") or []])
+
+
+def draw_poses(frame, people, skeleton, threshold=0.3, radius=None, thickness=None):
+    """Draw every person of ``people`` (dicts with 'keypoints' [[x, y, score], ...] and maybe 'box') in place."""
+    size = max(frame.shape[0], frame.shape[1])
+    radius = radius or max(2, size // 200)
+    thickness = thickness or max(1, size // 320)
+    for person in people:
+        kpts = person["keypoints"]
+        box = person.get("box")
+        if box is not None:
+            cv2.rectangle(frame, _pt(box[0], box[1]), _pt(box[2], box[3]), (200, 200, 200), thickness)
+        for (a, b), color in zip(skeleton["limbs"], skeleton["limb_colors"]):
+            if kpts[a][2] >= threshold and kpts[b][2] >= threshold:
+                cv2.line(frame, _pt(*kpts[a][:2]), _pt(*kpts[b][:2]), tuple(color), thickness, cv2.LINE_AA)
+        for (x, y, score), color in zip(kpts, skeleton["joint_colors"]):
+            if score >= threshold:
+                cv2.circle(frame, _pt(x, y), radius, tuple(color), -1, cv2.LINE_AA)
+    return frame
+
+
+def draw_timings(frame, timings, fps=None):
+    """Write 'pre/model/post ms' and FPS in the top-left corner."""
+    text = "pre {:.1f} model {:.1f} post {:.1f} ms".format(timings["pre"], timings["model"], timings["post"])
+    if fps:
+        text += "  {:.1f} FPS".format(fps)
+    scale = max(0.4, frame.shape[1] / 1400.0)
+    cv2.putText(
+        frame, text, (8, int(24 * scale) + 4), cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), 3, cv2.LINE_AA
+    )
+    cv2.putText(
+        frame,
+        text,
+        (8, int(24 * scale) + 4),
+        cv2.FONT_HERSHEY_SIMPLEX,
+        scale,
+        (255, 255, 255),
+        1,
+        cv2.LINE_AA,
+    )
+    return frame
+
+
+def _pt(x, y):
+    return int(round(float(x))), int(round(float(y)))

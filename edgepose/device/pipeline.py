@@ -1,0 +1,146 @@
+"""The inference pipeline: pre-process -> runtime -> decode -> back to image pixels, timed per step.
+
+``PosePipeline(model_dir)(frame_bgr, boxes=None)`` returns
+``{"people": [{"keypoints": [[x, y, score], ...], "score": s, "box": [x1, y1, x2, y2] or None}],
+"timings": {"pre": ms, "model": ms, "post": ms}}`` for one frame. Bottom-up models (LitePose) see the
+whole letterboxed frame; top-down models (Lite-HRNet) see one crop per person box (the whole frame
+when no boxes are given: the person detector is the caller's to supply).
+"""
+
+import time
+
+import numpy as np
+
+from .decode_bottomup import BottomUpDecoder
+from .decode_topdown import TopDownDecoder
+from .errors import EdgeposeError
+from .manifest import input_hw, load_manifest, output_by_role
+from .preprocess import Normalizer, box_matrix, letterbox_matrix, to_image, warp
+from .runtime import open_runtime
+
+
+class PosePipeline(object):
+    """Everything between a BGR frame and the poses in it, for one artifact folder."""
+
+    def __init__(
+        self,
+        model_dir,
+        backend=None,
+        threads=None,
+        flip=False,
+        refine=False,
+        dark=False,
+        det_threshold=0.1,
+        tag_threshold=1.0,
+        max_people=30,
+        min_score=0.0,
+        runtime=None,
+        manifest=None,
+    ):
+        self.manifest = manifest if manifest is not None else load_manifest(model_dir)
+        model = self.manifest["model"]
+        self.kind = model.get("kind")
+        self.flip = bool(flip)
+        self.min_score = float(min_score)
+        flip_index = model.get("flip_index")
+        if self.flip and not flip_index:
+            raise EdgeposeError("--flip needs the joints' flip_index, which this manifest lacks")
+        self.input_hw = input_hw(self.manifest)
+        self.normalize = Normalizer(self.manifest["input"])
+        if self.kind == "bottom-up":
+            tags = output_by_role(self.manifest, "heatmaps_tags")
+            if tags is None:
+                raise EdgeposeError("a bottom-up manifest needs an output with role 'heatmaps_tags'")
+            heat = output_by_role(self.manifest, "heatmaps")
+            self.out_names = (tags["name"], heat["name"] if heat else None)
+            self.decoder = BottomUpDecoder(
+                int(model["num_joints"]),
+                flip_index,
+                det_threshold=det_threshold,
+                tag_threshold=tag_threshold,
+                max_people=max_people,
+                refine=refine,
+            )
+        elif self.kind == "top-down":
+            heat = output_by_role(self.manifest, "heatmaps")
+            if heat is None:
+                raise EdgeposeError("a top-down manifest needs an output with role 'heatmaps'")
+            self.out_names = (heat["name"],)
+            self.decoder = TopDownDecoder(flip_index, dark=dark)
+        else:
+            raise EdgeposeError("unknown model kind {!r} in the manifest".format(self.kind))
+        # Load the model last: bad options fail fast, before a slow engine load.
+        self.runtime = (
+            runtime if runtime is not None else open_runtime(model_dir, self.manifest, backend, threads)
+        )
+
+    def __call__(self, frame, boxes=None):
+        """Find the poses in one BGR frame; ``boxes`` (top-down only): [[x1, y1, x2, y2(, score)], ...]."""
+        if self.kind == "bottom-up":
+            return self._bottom_up(frame)
+        return self._top_down(frame, boxes)
+
+    def _bottom_up(self, frame):
+        t0 = time.perf_counter()
+        matrix = letterbox_matrix(frame.shape[:2], self.input_hw)
+        crop = warp(frame, matrix, self.input_hw)
+        batch = self.normalize([crop, crop[:, ::-1]] if self.flip else [crop])
+        t1 = time.perf_counter()
+        out = self.runtime.run(batch)
+        t2 = time.perf_counter()
+        tags_name, heat_name = self.out_names
+        heat = out[heat_name] if heat_name else None
+        flipped = (out[tags_name][1], heat[1] if heat is not None else None) if self.flip else None
+        poses, scores = self.decoder(
+            out[tags_name][0], heat[0] if heat is not None else None, flipped, input_size=self.input_hw
+        )
+        if len(poses):
+            poses[:, :, :2] = to_image(poses[:, :, :2], matrix)
+        order = np.argsort(-scores, kind="stable")
+        people = [
+            _person(poses[i], scores[i], None)
+            for i in order[: self.decoder.max_people]
+            if scores[i] >= self.min_score
+        ]
+        t3 = time.perf_counter()
+        return {"people": people, "timings": _timings(t0, t1, t2, t3)}
+
+    def _top_down(self, frame, boxes):
+        t0 = time.perf_counter()
+        if boxes is None:
+            boxes = [[0.0, 0.0, float(frame.shape[1]), float(frame.shape[0])]]
+        if not len(boxes):
+            return {"people": [], "timings": _timings(t0, t0, t0, t0)}
+        matrices = [box_matrix(b, self.input_hw) for b in boxes]
+        crops = [warp(frame, m, self.input_hw) for m in matrices]
+        if self.flip:
+            crops += [c[:, ::-1] for c in crops]
+        batch = self.normalize(crops)
+        t1 = time.perf_counter()
+        heat = self.runtime.run(batch)[self.out_names[0]]
+        t2 = time.perf_counter()
+        n = len(boxes)
+        kpts = self.decoder(heat[:n], heat[n:] if self.flip else None, input_size=self.input_hw)
+        people = []
+        for box, matrix, points in zip(boxes, matrices, kpts):
+            points[:, :2] = to_image(points[:, :2], matrix)
+            box_score = float(box[4]) if len(box) > 4 else 1.0
+            score = box_score * float(points[:, 2].mean())
+            if score >= self.min_score:
+                people.append(_person(points, score, [float(v) for v in box[:4]]))
+        t3 = time.perf_counter()
+        return {"people": people, "timings": _timings(t0, t1, t2, t3)}
+
+
+def _person(points, score, box):
+    return {
+        "keypoints": [
+            [round(x, 2), round(y, 2), round(s, 4)] for x, y, s in np.asarray(points, np.float64).tolist()
+        ],
+        "score": round(float(score), 4),
+        "box": box,
+    }
+
+
+def _timings(t0, t1, t2, t3):
+    return {"pre": (t1 - t0) * 1e3, "model": (t2 - t1) * 1e3, "post": (t3 - t2) * 1e3}

@@ -1,0 +1,323 @@
+"""``export_model``: model + recipe -> one artifact folder (model file, manifest.json, device code).
+
+The pipeline builds the registered model, loads weights, resolves the recipe against the CLI
+flags, and hands an :class:`ExportJob` to the format's module (``lower(job) -> dict``, imported
+lazily from :data:`LOWERINGS`). The lowering writes its files into ``job.stage`` and checks them
+against PyTorch; the pipeline then writes manifest.json (docs/manifest.md), copies the device
+package and launchers, and renames the staging folder into place. Any failure leaves no folder.
+"""
+
+from __future__ import annotations
+
+import copy
+import importlib
+import json
+import os
+import platform
+import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+import edgepose
+from edgepose.atomic import staged_dir, write_text
+from edgepose.device.manifest import sha256_of
+from edgepose.device.skeletons import get_skeleton
+from edgepose.errors import EdgeposeError
+from edgepose.export import parity
+from edgepose.export.recipe import Recipe, load_recipe, resolve
+from edgepose.models import build_model, check_input_size, get_spec, load_weights, parse_size
+from edgepose.models.registry import ModelSpec, OutputSpec
+
+LOWERINGS = {
+    "onnx": "edgepose.export.onnx",
+    "tensorrt": "edgepose.export.tensorrt",
+    "tflite": "edgepose.export.tflite",
+}
+DEVICE_PACKAGE = Path(edgepose.__file__).resolve().parent / "device"
+MANIFEST = "manifest.json"
+SCHEMA = "edgepose.manifest/1"
+MEANINGS = {
+    "heatmaps_tags": "channels 0..J-1: heatmaps; J..2J-1: associative-embedding tags",
+    "heatmaps": "J heatmaps",
+}
+# One thread: an export is a handful of forward passes, and PyTorch's OpenMP threads slow down 10-100x when
+# other processes share the cores (pytest -n 2, a benchmark next door); one thread is never that slow.
+EXPORT_THREADS = 1
+RUN_PY = """\
+import os, sys; HERE = os.path.dirname(os.path.abspath(__file__)); sys.path.insert(0, HERE); \
+from edgepose_device.cli import main; sys.exit(main(model_dir=HERE))
+"""
+
+
+@dataclass
+class ExportJob:
+    """Everything a format's ``lower(job)`` needs; it writes its files into ``stage``."""
+
+    model_name: str
+    model: nn.Module  # eval mode, weights loaded, not folded: the parity reference
+    spec: ModelSpec
+    dataset: str
+    input_size: tuple[int, int]  # (H, W)
+    recipe: Recipe  # resolved: flags applied
+    stage: Path
+    weights: Path | None = None
+    calib: Path | None = None
+    build: bool = False
+    # Free-form lines a lowering may leave; not written to the manifest.
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def precision(self) -> str:
+        return self.recipe.precision
+
+    @property
+    def num_joints(self) -> int:
+        return int(getattr(self.model, "num_joints", 0) or len(get_skeleton(self.dataset)["joints"]))
+
+    @property
+    def output_names(self) -> list[str]:
+        return [o.name for o in self.spec.outputs]
+
+    @property
+    def heatmap_channels(self) -> dict[str, int]:
+        """Leading heatmap channels per output (J), for peak agreement."""
+        return {o.name: self.num_joints for o in self.spec.outputs}
+
+    def sample(self, batch: int = 1, layout: str = "NCHW") -> np.ndarray:
+        """The parity input (a real photo) at this job's input size."""
+        return parity.sample_input(self.input_size, layout=layout, batch=batch)
+
+    def _outputs(self, model: nn.Module, x: torch.Tensor) -> dict[str, np.ndarray]:
+        with torch.no_grad():
+            out = model(x)
+        out = out if isinstance(out, tuple | list) else (out,)
+        if len(out) != len(self.spec.outputs):
+            raise EdgeposeError(
+                f"{self.model_name} returned {len(out)} outputs, its spec lists {len(self.spec.outputs)}"
+            )
+        return {name: t.numpy() for name, t in zip(self.output_names, out)}
+
+    def run_torch(self, x: np.ndarray) -> dict[str, np.ndarray]:
+        """PyTorch fp32 outputs of the unfolded model for an NCHW batch, keyed by output name."""
+        return self._outputs(self.model, torch.from_numpy(x))
+
+    def run_torch64(self, x: np.ndarray) -> dict[str, np.ndarray]:
+        """The same outputs computed in float64 (a copy of the model), to measure fp32 rounding noise."""
+        return self._outputs(copy.deepcopy(self.model).double(), torch.from_numpy(x).double())
+
+    def check(
+        self, candidate: dict[str, np.ndarray], x: np.ndarray, thresholds: dict[str, float] | None = None
+    ) -> dict:
+        """Compare ``candidate`` outputs on ``x`` with PyTorch fp32 (default thresholds: the recipe's)."""
+        reference = self.run_torch(x)
+        for o in self.spec.outputs:  # the manifest states these shapes: hold the spec to them
+            if list(reference[o.name].shape) != self.output_shape(o, len(x)):
+                raise EdgeposeError(
+                    f"{self.model_name} output {o.name} is {list(reference[o.name].shape)}, "
+                    f"its spec implies {self.output_shape(o, len(x))}"
+                )
+        limits = self.recipe.parity if thresholds is None else thresholds
+        result = parity.compare(reference, candidate, limits, self.heatmap_channels)
+        if not result["passed"] and "max_abs_diff" in limits:
+            # Only then is the float64 run worth its time: it may show the difference is fp32 noise.
+            floor = parity.noise_floor(reference, self.run_torch64(x))
+            result = parity.compare(reference, candidate, limits, self.heatmap_channels, floor)
+        return result
+
+    def output_shape(self, output: OutputSpec, batch: int = 1) -> list[int]:
+        """NCHW shape of one output, from the spec (parity checks the real shapes against it)."""
+        h, w = self.input_size
+        channels = output.channels_per_joint * self.num_joints
+        return [batch, channels, h // output.stride, w // output.stride]
+
+
+def export_model(
+    model_name: str,
+    target: str | os.PathLike,
+    *,
+    dataset: str | None = None,
+    weights: str | os.PathLike | None = None,
+    input_size: tuple[int, int] | str | None = None,
+    precision: str | None = None,
+    opset: int | None = None,
+    dynamic_batch: bool | None = None,
+    calib: str | os.PathLike | None = None,
+    out: str | os.PathLike | None = None,
+    build: bool = False,
+) -> Path:
+    """Export ``model_name`` for ``target`` (a recipe name or path); return the artifact folder."""
+    spec = get_spec(model_name)
+    recipe = resolve(load_recipe(target), precision=precision, opset=opset, dynamic_batch=dynamic_batch)
+    if isinstance(input_size, str):
+        input_size = parse_size(input_size)
+    height, width = input_size or spec.input_size
+    check_input_size(spec, height, width)
+    if recipe.format not in LOWERINGS:
+        raise EdgeposeError(f"no exporter for format {recipe.format!r}")
+    lowering = _import_lowering(recipe.format)
+
+    with torch.random.fork_rng():  # random weights are seeded: the same command gives the same file
+        torch.manual_seed(0)
+        model = build_model(model_name, dataset=dataset)
+    weights_path = Path(weights) if weights else None
+    if weights_path is not None:
+        load_weights(model, weights_path)
+    model.eval()
+    calib_path = Path(calib) if calib else None
+    if calib_path is not None and not calib_path.exists():
+        raise EdgeposeError(f"calibration data not found: {calib_path}")
+
+    final = Path(out) if out else default_out_dir(model_name, model.dataset, (height, width), recipe)
+    with staged_dir(final) as stage, torch_threads(EXPORT_THREADS):
+        job = ExportJob(
+            model_name=model_name,
+            model=model,
+            spec=spec,
+            dataset=model.dataset,
+            input_size=(height, width),
+            recipe=recipe,
+            stage=stage,
+            weights=weights_path,
+            calib=calib_path,
+            build=build,
+        )
+        fragment = lowering.lower(job)
+        shutil.copytree(
+            DEVICE_PACKAGE, stage / "edgepose_device", ignore=shutil.ignore_patterns("__pycache__", "*.pyc")
+        )
+        write_text(stage / "run.py", RUN_PY)
+        manifest = build_manifest(job, fragment)
+        write_text(stage / MANIFEST, json.dumps(manifest, indent=2) + "\n")
+    return final
+
+
+@contextmanager
+def torch_threads(n: int) -> Iterator[None]:
+    """Run the block with ``n`` PyTorch threads, then restore the previous count."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
+def _import_lowering(fmt: str):
+    try:
+        return importlib.import_module(LOWERINGS[fmt])
+    except ModuleNotFoundError as exc:
+        raise EdgeposeError(
+            f"the {fmt} exporter needs a package that is not installed: {exc.name}"
+            " (install edgepose with the 'export' extra)"
+        ) from None
+
+
+def default_out_dir(model_name: str, dataset: str, input_size: tuple[int, int], recipe: Recipe) -> Path:
+    """``artifacts/<model>-<dataset>-<H>x<W>-<target>-<precision>``."""
+    h, w = input_size
+    return Path("artifacts") / f"{model_name}-{dataset}-{h}x{w}-{recipe.name}-{recipe.precision}"
+
+
+def artifact_table(folder: Path) -> dict[str, dict[str, Any]]:
+    """sha256 and size of every file in ``folder`` except manifest.json, by relative POSIX path."""
+    files = sorted(p for p in folder.rglob("*") if p.is_file() and p.name != MANIFEST)
+    return {
+        p.relative_to(folder).as_posix(): {"sha256": sha256_of(p), "bytes": p.stat().st_size} for p in files
+    }
+
+
+def _macs(model: nn.Module, input_size: tuple[int, int]) -> dict | None:
+    try:
+        from edgepose.macs import count_macs
+    except ImportError:  # the MAC counter is optional for export
+        return None
+    report = count_macs(model, input_size=input_size)
+    return {"true": report.true_macs, "paper": report.paper_macs, "paper_convention": report.paper_convention}
+
+
+def model_section(job: ExportJob) -> dict[str, Any]:
+    """The manifest's ``model``: identity, keypoint set, size, weights."""
+    skeleton = get_skeleton(job.dataset)
+    return {
+        "name": job.model_name,
+        "family": job.spec.family,
+        "kind": job.spec.kind,
+        "paper": job.spec.paper,
+        "dataset": job.dataset,
+        "num_joints": job.num_joints,
+        "joints": skeleton["joints"],
+        "flip_index": skeleton["flip_index"],
+        "limbs": skeleton["limbs"],
+        "params": sum(p.numel() for p in job.model.parameters()),
+        "macs": _macs(job.model, job.input_size),
+        "weights": {"file": job.weights.name, "sha256": sha256_of(job.weights)} if job.weights else None,
+    }
+
+
+def io_sections(job: ExportJob) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Default ``input`` and ``outputs`` (NCHW float32, batch 1); a lowering may override fields."""
+    h, w = job.input_size
+    inp = {
+        "name": "input",
+        "shape": [1, 3, h, w],
+        "layout": "NCHW",
+        "dtype": "float32",
+        "color": "RGB",
+        "scale": 1.0 / 255.0,
+        "mean": list(parity.MEAN),
+        "std": list(parity.STD),
+        "quantization": None,
+    }
+    outs = [
+        {
+            "name": o.name,
+            "role": o.role,
+            "stride": o.stride,
+            "shape": job.output_shape(o),
+            "layout": "NCHW",
+            "dtype": "float32",
+            "quantization": None,
+            "meaning": MEANINGS.get(o.role, o.role),
+        }
+        for o in job.spec.outputs
+    ]
+    return inp, outs
+
+
+def build_manifest(job: ExportJob, fragment: dict[str, Any]) -> dict[str, Any]:
+    """Assemble manifest.json from the job and the lowering's fragment (docs/manifest.md)."""
+    inp, outs = io_sections(job)
+    inp.update(fragment.get("input", {}))
+    overrides = {o["name"]: o for o in fragment.get("outputs", [])}
+    outs = [{**o, **overrides.get(o["name"], {})} for o in outs]
+    export = {"dynamic_batch": job.recipe.dynamic_batch, **fragment.get("export", {})}
+    export["recipe"] = job.recipe.to_dict()
+    tools = {
+        "edgepose": edgepose.__version__,
+        "torch": torch.__version__.split("+")[0],
+        "numpy": np.__version__,
+        "python": platform.python_version(),
+        **fragment.get("tools", {}),
+    }
+    return {
+        "schema": SCHEMA,
+        "edgepose_version": edgepose.__version__,
+        "model": model_section(job),
+        "input": inp,
+        "outputs": outs,
+        "format": job.recipe.format,
+        "precision": job.precision,
+        "target": job.recipe.name,
+        "runtime": {**job.recipe.runtime, **fragment.get("runtime", {})},
+        "artifacts": artifact_table(job.stage),
+        "export": export,
+        "tools": tools,
+        "parity": fragment.get("parity"),
+    }

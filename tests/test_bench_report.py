@@ -1,0 +1,126 @@
+"""Paper tables as data, and the report that puts measured records next to them."""
+
+import csv
+import io
+
+import pytest
+
+from edgepose.bench.papers import list_papers, load_paper
+from edgepose.bench.report import build_table, plot_latency, to_csv, to_latex, to_markdown
+from edgepose.device.bench import SCHEMA
+from edgepose.errors import EdgeposeError
+
+
+def rec(
+    model, median, device="host", on_device=True, cpu="Intel(R) Xeon(R) Processor", size=(256, 256), tool=None
+):
+    return {
+        "schema": SCHEMA, "date": "2026-11-22T00:00:00Z", "device": device, "on_device": on_device,
+        "host": {"cpu": cpu}, "model": model, "input_size": list(size), "batch": 1, "timed": "model",
+        "tool": tool or "edgepose_device.bench", "runtime": "onnxruntime", "runtime_version": "1.31.1",
+        "precision": "fp32", "threads": 2, "runs": 50, "warmup": 5, "stats": {"median_ms": median},
+        "params": 1675552, "macs": {"true": 882892800, "paper": 1202266112},
+    }  # fmt: skip
+
+
+def test_litepose_paper_data_is_the_readme_table():
+    paper = load_paper("litepose")
+    crowd = paper.table("crowdpose")[0]
+    rows = {r.label: r for r in crowd.rows}
+    assert rows["LitePose-Auto-XS"].latency_ms == {"nano": 22, "mobile": 27, "pi": 109}
+    assert rows["HigherHRNet-W24"].macs == 25.3 and crowd.baseline_row().label == "HigherHRNet-W24"
+    assert rows["LitePose-Auto-L"].plot_read and not rows["LitePose-Auto-S"].plot_read
+    assert {c.device for c in paper.columns} == {"jetson-nano", "snapdragon855", "rpi4"}
+    assert "TVM" in paper.protocol
+    coco = {r.label: r for r in paper.table("coco")[0].rows}
+    assert coco["LitePose-Auto-M"].metric == 59.8 and coco["Lightweight OpenPose"].model == ""
+    assert {"litepose", "litehrnet"} <= set(list_papers())
+    hr = load_paper("litehrnet")
+    assert hr.macs_unit == "Mi" and hr.columns == ()
+
+
+def test_unknown_paper_and_table_are_clear_errors():
+    with pytest.raises(EdgeposeError, match="did you mean 'litepose'"):
+        load_paper("litepos")
+    with pytest.raises(EdgeposeError, match="known tables: crowdpose, coco"):
+        load_paper("litepose").table("mpii")
+
+
+@pytest.fixture(scope="module")
+def table():
+    paper = load_paper("litepose")
+    records = [
+        rec("litepose-xs", 10.0),
+        rec("litepose-s", 40.0, size=(448, 448)),
+        rec("higherhrnet-w24", 200.0, size=(512, 512)),
+        rec("litepose-xs", 99.0, size=(128, 128)),  # another input size: not the paper's row
+        rec("litepose-xs", 110.0, device="rpi4", cpu="Raspberry Pi 4 Model B Rev 1.4"),
+        rec("litepose-xs", 12.0, device="rpi4", on_device=False),  # rpi4 recipe run here: its own column
+    ]
+    return build_table(paper, paper.table("crowdpose")[0], records, count_macs=False)
+
+
+def cell(t, row_label, header_start):
+    col = next(i for i, h in enumerate(t.header) if h.startswith(header_start))
+    row = next(r for r in t.rows if r[0].startswith(row_label))
+    return row[col]
+
+
+def test_measured_sits_next_to_published_with_ratios(table):
+    assert cell(table, "LitePose-Auto-XS", "host (Intel Xeon) ms") == "10.0"
+    assert cell(table, "LitePose-Auto-XS", "host (Intel Xeon) ×") == "20.0×"  # 200 / 10
+    assert cell(table, "LitePose-Auto-S", "host (Intel Xeon) ×") == "5.0×"
+    assert cell(table, "HigherHRNet-W24", "host (Intel Xeon) ×") == "1.0×"
+    # On-device rpi4 record fills the paper's Pi column; the paper's own ratio is 1414 / 109.
+    assert cell(table, "LitePose-Auto-XS", "Pi ms") == "109 / 110"
+    assert cell(table, "LitePose-Auto-XS", "Pi ×") == "13.0× / –"
+    assert cell(table, "LitePose-Auto-XS", "rpi4 profile on Intel Xeon ms") == "12.0"
+    assert cell(table, "LitePose-Auto-XS", "MACs G (paper conv.)") == "1.20"
+    assert cell(table, "LitePose-Auto-XS", "MACs G (true)") == "0.883"
+    assert cell(table, "LitePose-Auto-L", "host (Intel Xeon) ms") == "–"
+    assert any("NOT on the device" in n for n in table.notes)
+    assert any(r[0] == "LitePose-Auto-L †" for r in table.rows)
+
+
+def test_markdown_csv_and_latex_renderings(table):
+    md = to_markdown(table)
+    assert md.startswith("### Lite Pose") and "| LitePose-Auto-XS | 49.4 |" in md and "- Source:" in md
+    rows = list(csv.reader(io.StringIO(to_csv(table))))
+    assert rows[0] == table.header and len(rows) == len(table.rows) + 1
+    tex = to_latex(table)
+    assert r"\begin{tabular}" in tex and r"$\times$" in tex and "HigherHRNet-W24" in tex
+
+
+def test_plot_is_a_png(table):
+    paper = load_paper("litepose")
+    png = plot_latency(paper, paper.table("crowdpose"), [rec("litepose-xs", 10.0)])
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10000
+
+
+def test_report_command(tmp_path, capsys):
+    from edgepose.bench.records import RecordWriter
+    from edgepose.cli import main
+
+    path = tmp_path / "host.jsonl"
+    RecordWriter(str(path)).write(rec("litepose-m", 80.0, size=(448, 448)))
+    png = tmp_path / "plots" / "lat.png"
+    argv = [
+        "report",
+        "--records",
+        str(path),
+        "--table",
+        "coco",
+        "--no-count",
+        "--format",
+        "csv",
+        "--plot",
+        str(png),
+    ]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("Model,mAP val,") and "LitePose-Auto-M,59.8" in out and ",80.0," in out
+    assert png.read_bytes()[:4] == b"\x89PNG"
+    assert main(["report", "--records", str(path), "--raw"]) == 0
+    assert "| host | True |" in capsys.readouterr().out
+    assert main(["report", "--paper", "nope", "--records", str(path)]) == 2
+    assert "unknown paper 'nope'" in capsys.readouterr().err

@@ -1,0 +1,210 @@
+"""The device-side engine builder: clear errors here; real TensorRT builds where tensorrt imports.
+
+Its Python 3.6 syntax and imports are checked with the rest of edgepose/device in test_device_portability.py.
+"""
+
+import hashlib
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edgepose.device import build_engine
+from edgepose.export.pipeline import export_model
+
+HAS_TRT = importlib.util.find_spec("tensorrt") is not None
+
+
+def test_gpu_name_is_a_string():
+    assert isinstance(build_engine.gpu_name(), str) and build_engine.gpu_name()
+
+
+def test_changed_onnx_is_refused(tmp_path, capsys):
+    (tmp_path / "model.onnx").write_bytes(b"changed")
+    manifest = {"precision": "fp16", "artifacts": {"model.onnx": {"sha256": "0" * 64, "bytes": 7}}}
+    (tmp_path / "manifest.json").write_text(json.dumps(manifest))
+    assert build_engine.main([], model_dir=str(tmp_path)) == 2
+    err = capsys.readouterr().err
+    assert "does not match its manifest" in err and err.count("\n") == 1
+
+
+@pytest.mark.skipif(HAS_TRT, reason="tensorrt is installed here")
+def test_without_tensorrt_says_what_to_do(tmp_path, capsys):
+    data = b"onnx bytes"
+    (tmp_path / "model.onnx").write_bytes(data)
+    sha = hashlib.sha256(data).hexdigest()
+    (tmp_path / "manifest.json").write_text(json.dumps({"artifacts": {"model.onnx": {"sha256": sha}}}))
+    assert build_engine.main(["--precision", "fp32"], model_dir=str(tmp_path)) == 2
+    assert "tensorrt Python package is not importable" in capsys.readouterr().err
+
+
+def test_missing_onnx(tmp_path):
+    with pytest.raises(build_engine.EdgeposeError, match="ONNX file not found"):
+        build_engine.build_engine(str(tmp_path / "none.onnx"), str(tmp_path / "e.engine"))
+
+
+# ---- real builds: run where the tensorrt package imports (a Jetson or a GPU machine) ----
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory):
+    pytest.importorskip("tensorrt", reason="needs TensorRT (a Jetson or a GPU machine)")
+    out = tmp_path_factory.mktemp("trt") / "xs"
+    return export_model("litepose-xs", "jetson", input_size="64x64", out=out, build=True)
+
+
+def _deserialize(path):
+    import tensorrt as trt
+
+    runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
+    return runtime.deserialize_cuda_engine(path.read_bytes())
+
+
+@pytest.mark.tensorrt
+def test_fp16_engine_built_at_export(folder):
+    info = json.loads((folder / "engine.json").read_text())
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert info["precision"] == "fp16" and info["onnx"] == "model.onnx"
+    assert info["onnx_sha256"] == manifest["artifacts"]["model.onnx"]["sha256"]
+    assert info["engine_sha256"] == hashlib.sha256((folder / "model.engine").read_bytes()).hexdigest()
+    assert info["tensorrt"] and info["gpu"] and info["build_seconds"] >= 0
+    assert manifest["export"]["tensorrt"]["engine"]["precision"] == "fp16"
+    assert _deserialize(folder / "model.engine") is not None  # a plain plan, as trtexec --loadEngine reads
+
+
+@pytest.mark.tensorrt
+def test_fp32_rebuild_through_the_device_script(folder, capsys):
+    engine = folder / "fp32.engine"
+    assert build_engine.main(["--precision", "fp32", "--engine", str(engine)], model_dir=str(folder)) == 0
+    assert "trtexec --loadEngine=" in capsys.readouterr().out
+    assert json.loads((folder / "engine.json").read_text())["precision"] == "fp32"
+    assert _deserialize(engine) is not None
+
+
+@pytest.mark.tensorrt
+def test_int8_needs_fast_int8_and_calibration(folder, tmp_path):
+    import tensorrt as trt
+
+    builder = trt.Builder(trt.Logger(trt.Logger.WARNING))
+    onnx_path, engine = str(folder / "model.onnx"), str(tmp_path / "int8.engine")
+    if getattr(builder, "platform_has_fast_int8", True) is False:  # e.g. the Jetson Nano
+        with pytest.raises(build_engine.EdgeposeError, match="no fast INT8"):
+            build_engine.build_engine(onnx_path, engine, precision="int8")
+        return
+    with pytest.raises(build_engine.EdgeposeError, match="INT8 needs a calibration cache"):
+        build_engine.build_engine(onnx_path, engine, precision="int8")
+    pytest.importorskip("pycuda", reason="INT8 calibration from data needs pycuda")
+    data = tmp_path / "calib.npy"
+    np.save(data, np.random.default_rng(0).standard_normal((4, 3, 64, 64)).astype(np.float32))
+    cache = str(tmp_path / "calib.cache")
+    info = build_engine.build_engine(onnx_path, engine, "int8", 256, calib_cache=cache, calib_data=str(data))
+    assert info["precision"] == "int8" and Path(cache).stat().st_size > 0
+    # The cache alone is enough the second time.
+    again = build_engine.build_engine(onnx_path, engine, "int8", 256, calib_cache=cache)
+    assert again["precision"] == "int8" and _deserialize(Path(engine)) is not None
+
+
+# ---- the API switch between TensorRT 8.x and >= 8.4 / 10.x, against a stand-in module ----
+
+
+class FakeTensorRT:
+    """Just enough of the ``tensorrt`` module to drive build_engine's version-dependent calls."""
+
+    class Logger:
+        WARNING, VERBOSE = 1, 0
+
+        def __init__(self, level):
+            self.level = level
+
+    class NetworkDefinitionCreationFlag:
+        EXPLICIT_BATCH = 0
+
+    class MemoryPoolType:
+        WORKSPACE = "workspace"
+
+    class BuilderFlag:
+        FP16, INT8 = "fp16", "int8"
+
+    class IInt8EntropyCalibrator2:
+        def __init__(self):
+            pass
+
+    def __init__(self, version, fast_int8=False, pools=True):
+        self.__version__ = version
+        self.log = []
+        trt = self
+
+        class Input:
+            name, shape = "input", [1, 3, 64, 64]
+
+        class Network:
+            num_inputs = 1
+
+            def get_input(self, i):
+                return Input()
+
+        class Parser:
+            num_errors = 0
+
+            def __init__(self, network, logger):
+                pass
+
+            def parse(self, data):
+                trt.log.append(("parse", len(data)))
+                return True
+
+        class Config:
+            def set_flag(self, flag):
+                trt.log.append(("flag", flag))
+
+            def __setattr__(self, name, value):
+                trt.log.append((name, value))
+
+        if pools:
+            Config.set_memory_pool_limit = lambda self, pool, size: trt.log.append(("pool", pool, size))
+
+        class Builder:
+            platform_has_fast_fp16 = True
+            platform_has_fast_int8 = fast_int8
+
+            def __init__(self, logger):
+                pass
+
+            def create_network(self, flags):
+                trt.log.append(("network_flags", flags))
+                return Network()
+
+            def create_builder_config(self):
+                return Config()
+
+            def build_serialized_network(self, network, config):
+                return b"PLAN"
+
+        self.Builder, self.OnnxParser = Builder, Parser
+
+
+@pytest.mark.parametrize("version, pools, flags", [("8.2.1.8", False, 1), ("10.3.0", True, 0)])
+def test_api_switch_fp16(monkeypatch, tmp_path, version, pools, flags):
+    fake = FakeTensorRT(version, pools=pools)
+    monkeypatch.setitem(sys.modules, "tensorrt", fake)
+    onnx_path = tmp_path / "model.onnx"
+    onnx_path.write_bytes(b"onnx")
+    info = build_engine.build_engine(str(onnx_path), str(tmp_path / "model.engine"), "fp16", 128)
+    assert (tmp_path / "model.engine").read_bytes() == b"PLAN"
+    assert json.loads((tmp_path / "engine.json").read_text()) == info
+    assert info["tensorrt"] == version and info["precision"] == "fp16" and info["workspace_mib"] == 128
+    assert info["onnx_sha256"] == hashlib.sha256(b"onnx").hexdigest()
+    assert ("network_flags", flags) in fake.log and ("flag", "fp16") in fake.log
+    workspace = ("pool", "workspace", 128 << 20) if pools else ("max_workspace_size", 128 << 20)
+    assert workspace in fake.log
+
+
+def test_int8_on_a_nano_is_an_error_not_fp32(monkeypatch, tmp_path):
+    monkeypatch.setitem(sys.modules, "tensorrt", FakeTensorRT("8.2.1.8", fast_int8=False))
+    (tmp_path / "model.onnx").write_bytes(b"onnx")
+    with pytest.raises(build_engine.EdgeposeError, match="no fast INT8"):
+        build_engine.build_engine(str(tmp_path / "model.onnx"), str(tmp_path / "model.engine"), "int8")
+    assert not (tmp_path / "model.engine").exists()

@@ -1,0 +1,293 @@
+"""MAC counting: the papers' printed figures, true MACs, independent cross-checks, per-layer sums, no side effects."""
+
+from __future__ import annotations
+
+import copy
+import functools
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
+
+from edgepose.errors import EdgeposeError
+from edgepose.macs import CONVENTIONS, count_macs, count_registered, get_convention
+from edgepose.models import build_model, list_models
+
+# LitePose (litepose.md §5.1): paper convention (G, as printed to 3 decimals) and true conv MACs (CrowdPose).
+LITEPOSE_PAPER = {
+    ("litepose-xs", "crowdpose"): 1.202,
+    ("litepose-s", "crowdpose"): 4.981,
+    ("litepose-m", "crowdpose"): 7.842,
+    ("litepose-l", "crowdpose"): 13.713,
+    ("litepose-xs", "coco"): 1.205,
+    ("litepose-s", "coco"): 4.992,
+    ("litepose-m", "coco"): 7.854,
+    ("litepose-l", "coco"): 13.730,
+}
+LITEPOSE_TRUE = {"litepose-xs": 0.883, "litepose-s": 3.614, "litepose-m": 5.264, "litepose-l": 9.962}
+# Lite-HRNet (litehrnet.md §2.1-2.2): README "M FLOPs" (torchstat, /2^20) and unique conv MACs (decimal M).
+LITEHRNET = {
+    ("litehrnet-18", (256, 192)): (205.23, 198.63),
+    ("litehrnet-18", (384, 288)): (461.56, 446.78),
+    ("litehrnet-30", (256, 192)): (319.20, 309.45),
+    ("litehrnet-30", (384, 288)): (717.84, 696.05),
+}
+
+
+def registered(name: str) -> None:
+    """Skip (visibly) while a model family has not landed in the registry yet."""
+    if name not in {s.name for s in list_models()}:
+        pytest.skip(f"{name} is not registered yet")
+
+
+@functools.cache
+def built(name: str, dataset: str | None = None) -> nn.Module:
+    """One CPU instance per variant, shared by the read-only tests (Lite-HRNet's init runs a forward)."""
+    registered(name)
+    torch.manual_seed(0)
+    return build_model(name, dataset=dataset)
+
+
+# --- the papers' figures -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("name", "dataset"), list(LITEPOSE_PAPER))
+def test_litepose_paper_and_true_macs(name: str, dataset: str) -> None:
+    registered(name)
+    r = count_registered(name, dataset)
+    assert r.paper_convention == "ptflops-0.6"
+    assert (r.paper_value, r.paper_unit) == (LITEPOSE_PAPER[name, dataset], "G")
+    assert round(r.paper_macs / 1e9, 3) == LITEPOSE_PAPER[name, dataset]
+    assert (
+        r.paper_display
+        == f"{LITEPOSE_PAPER[name, dataset]:.3f} G MACs (ptflops<=0.7.4 rules, LitePose paper)"
+    )
+    if dataset == "crowdpose":
+        assert round(r.true_macs / 1e9, 3) == LITEPOSE_TRUE[name]
+    assert r.true_macs < r.paper_macs
+    assert r.counted_on == "meta"
+
+
+@pytest.mark.parametrize(("name", "size"), list(LITEHRNET))
+def test_litehrnet_paper_and_true_macs(name: str, size: tuple[int, int]) -> None:
+    paper, true = LITEHRNET[name, size]
+    r = count_macs(built(name), input_size=size)
+    assert r.paper_convention == "torchstat"
+    assert (r.paper_value, r.paper_unit) == (paper, "M (binary)")
+    assert r.paper_display == f"{paper:.2f} M FLOPs (torchstat rules, /2^20, Lite-HRNet paper)"
+    assert round(r.true_macs / 1e6, 2) == true
+    assert r.output_shapes == [(1, 17, size[0] // 4, size[1] // 4)]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("name", "dataset", "paper"),
+    [
+        ("litehrnet-naive-18", "coco", 194.76),
+        ("litehrnet-wider-naive-18", "coco", 311.05),
+        ("litehrnet-18", "mpii", 273.43),  # 256x256, the README's MPII row
+        ("litehrnet-30", "mpii", 425.34),
+    ],
+)
+def test_litehrnet_other_readme_rows(name: str, dataset: str, paper: float) -> None:
+    registered(name)
+    assert count_registered(name, dataset).paper_value == paper
+
+
+# --- independent cross-checks --------------------------------------------------------------------------
+
+
+def hook_true_macs(model: nn.Module, x: torch.Tensor) -> int:
+    """True MACs from module hooks and textbook formulas (independent of edgepose.macs and flop_registry)."""
+    total = 0
+
+    def hook(m, inputs, out):
+        nonlocal total
+        if isinstance(m, nn.Conv2d):  # every output element: C_in/groups * k_h * k_w MACs
+            total += out.numel() * (m.in_channels // m.groups) * m.kernel_size[0] * m.kernel_size[1]
+        elif isinstance(m, nn.ConvTranspose2d):  # every INPUT element scatters C_out/groups * k_h * k_w
+            total += inputs[0].numel() * (m.out_channels // m.groups) * m.kernel_size[0] * m.kernel_size[1]
+        elif isinstance(m, nn.Linear):
+            total += inputs[0].numel() * m.out_features
+
+    handles = [m.register_forward_hook(hook) for m in model.modules()]
+    with torch.no_grad():
+        model(x)
+    for h in handles:
+        h.remove()
+    return total
+
+
+@pytest.mark.parametrize("name", ["litepose-s", "litehrnet-18"])
+def test_true_macs_match_hooks_and_flop_counter_mode(name: str) -> None:
+    model = copy.deepcopy(built(name)).to("meta")  # both cross-checks run on shapes only
+    r = count_macs(model)
+    x = torch.zeros(1, 3, *model.spec.input_size, device="meta")
+    assert r.true_macs == hook_true_macs(model, x)
+    with FlopCounterMode(display=False) as fc, torch.no_grad():
+        model(x)
+    assert fc.get_total_flops() == 2 * r.true_macs  # torch counts 2 flops per MAC
+
+
+class Toy(nn.Module):
+    """Every rule in one small net: grouped conv, stride-2 deconv, BN, activations, pools, upsample, a module
+    called twice, a functional conv (true MACs only), sigmoid and linear."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 8, 3, 2, 1, bias=True)
+        self.bn = nn.BatchNorm2d(8)
+        self.act = nn.ReLU6()
+        self.grouped = nn.Conv2d(8, 8, 3, 1, 1, groups=4, bias=False)
+        self.deconv = nn.ConvTranspose2d(8, 4, 4, 2, 1, bias=False)
+        self.pool = nn.MaxPool2d(2)
+        self.up = nn.Upsample(scale_factor=2, mode="nearest")
+        self.gap = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(4, 5)
+        self.register_buffer("kernel", torch.ones(4, 1, 3, 3))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.act(self.bn(self.conv(x)))
+        y = self.act(self.grouped(y))  # self.act runs twice
+        y = self.up(self.pool(self.deconv(y)))
+        y = F.conv2d(y, self.kernel, padding=1, groups=4)  # functional: true MACs only
+        y = y * torch.sigmoid(y)
+        return self.fc(self.gap(y).flatten(1))
+
+
+def test_toy_true_macs_by_hand() -> None:
+    r = count_macs(Toy(), input_size=(16, 16))
+    conv = 8 * 8 * 8 * 3 * 3 * 3  # 8x8 outputs, 8 filters, 3*3*3 each
+    grouped = 8 * 8 * 8 * 2 * 3 * 3  # 2 input channels per group
+    deconv = 8 * 8 * 8 * 4 * 4 * 4  # per input position: C_in * C_out * k*k
+    functional = 16 * 16 * 4 * 3 * 3
+    fc = 4 * 5
+    assert r.true_macs == conv + grouped + deconv + functional + fc
+    by_name = {layer.name: layer for layer in r.layers}
+    assert by_name["(model)"].true_macs == functional  # charged to the module that ran it
+    assert by_name["act"].calls == 2
+    assert {"sigmoid", "mul", "max_pool2d_with_indices", "upsample_nearest2d"} <= set(r.uncounted)
+
+
+def test_toy_paper_conventions_by_hand() -> None:
+    model = Toy()
+    ptflops = count_macs(model, input_size=(16, 16), convention="ptflops-0.6").paper_macs
+    conv = 8 * 8 * 8 * 3 * 3 * 3 + 8 * 8 * 8  # + bias adds
+    grouped = 8 * 8 * 8 * 2 * 3 * 3
+    bn, act = 2 * 512, 512 + 512  # act: both calls
+    deconv_ptflops = 16 * 16 * 4 * 4 * 4 * 8  # priced at the 16x16 OUTPUT: 4x the true 1/4
+    pool_in, up_out = 4 * 16 * 16, 4 * 16 * 16
+    gap_in, fc = 4 * 16 * 16, 4 * 5 + 5
+    assert ptflops == conv + grouped + bn + act + deconv_ptflops + pool_in + up_out + gap_in + fc
+
+    torchstat = count_macs(model, input_size=(16, 16), convention="torchstat").paper_macs
+    deconv_true = 8 * 8 * 8 * 4 * 4 * 4
+    pool = 4 * 8 * 8 * 2 * 2  # outputs * kernel
+    up = 16 * 16  # B*H*W: channels dropped
+    gap = 4 * 17 * 17  # C*(H+1)*(W+1)
+    act_once = 512  # the second call overwrites the first (same size here)
+    assert torchstat == conv + grouped + bn + act_once + deconv_true + pool + up + gap + 4 * 5
+
+
+def test_torchstat_counts_a_module_called_twice_once() -> None:
+    class Twice(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = nn.Conv2d(3, 3, 1, bias=False)
+
+        def forward(self, x):
+            return self.conv(self.conv(x))
+
+    once = 3 * 3 * 4 * 4
+    assert count_macs(Twice(), (4, 4), "torchstat").paper_macs == once
+    assert count_macs(Twice(), (4, 4), "ptflops-0.6").paper_macs == 2 * once
+    assert count_macs(Twice(), (4, 4)).true_macs == 2 * once
+
+
+def test_paper_convention_matches_real_ptflops() -> None:
+    ptflops = pytest.importorskip(
+        "ptflops", reason="ptflops==0.6.9 (dev dependency) cross-checks the LitePose rules"
+    )
+    registered("litepose-xs")
+    for model, size in ((Toy(), (16, 16)), (built("litepose-xs"), (256, 256))):
+        macs, params = ptflops.get_model_complexity_info(
+            model, (3, *size), as_strings=False, print_per_layer_stat=False
+        )
+        r = count_macs(model, size, "ptflops-0.6")
+        assert (r.paper_macs, r.params) == (int(macs), params)
+
+
+# --- per layer, reporting -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["litepose-xs", "litehrnet-18"])
+def test_per_layer_sums_to_totals(name: str) -> None:
+    r = count_macs(built(name))
+    assert sum(x.true_macs for x in r.layers) == r.true_macs
+    assert sum(x.paper_macs for x in r.layers) == r.paper_macs
+    assert len({x.name for x in r.layers}) == len(r.layers)
+    d = r.as_dict()
+    assert d["input_size"] == list(r.input_size) and len(d["layers"]) == len(r.layers)
+
+
+def test_uncounted_lists_litehrnet_elementwise_ops() -> None:
+    r = count_macs(built("litehrnet-18"))
+    for op in (
+        "sigmoid",
+        "mul",
+        "avg_pool2d",
+        "upsample_nearest2d",
+        "clone (contiguous copy, e.g. channel shuffle)",
+    ):
+        assert r.uncounted.get(op, 0) > 0, op
+
+
+def test_scale_and_display() -> None:
+    ptflops, torchstat = CONVENTIONS["ptflops-0.6"], CONVENTIONS["torchstat"]
+    assert ptflops.scale(1_202_266_112) == (1.202, "G")
+    assert ptflops.scale(218_968_512) == (218.969, "M")
+    assert torchstat.scale(215_202_112) == (205.23, "M (binary)")
+    assert torchstat.display(3 * 2**30) == "3.00 G FLOPs (torchstat rules, /2^30, Lite-HRNet paper)"
+    assert ptflops.scale(12) == (12, "")
+
+
+# --- no side effects, fallback, errors ------------------------------------------------------------------
+
+
+def test_counting_leaves_the_model_alone() -> None:
+    model = Toy().train()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    count_macs(model, (16, 16))
+    assert model.training and all(m.training for m in model.modules())
+    assert all(p.device.type == "cpu" for p in model.parameters())
+    assert not any(m._forward_hooks or m._forward_pre_hooks for m in model.modules())
+    after = model.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)  # BN running stats untouched too
+
+
+def test_falls_back_to_cpu_without_meta_support() -> None:
+    class PlainTensor(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = nn.Conv2d(3, 4, 1, bias=False)
+            self.offset = torch.ones(1, 4, 1, 1)  # not a buffer: stays on the CPU in the meta copy
+
+        def forward(self, x):
+            return self.conv(x) + self.offset
+
+    r = count_macs(PlainTensor(), (8, 8))
+    assert r.counted_on == "cpu" and r.true_macs == 8 * 8 * 4 * 3
+
+
+def test_errors() -> None:
+    registered("litepose-xs")
+    with pytest.raises(EdgeposeError, match="multiples of 16"):
+        count_registered("litepose-xs", input_size=(250, 256))
+    with pytest.raises(EdgeposeError, match="unknown MAC convention"):
+        get_convention("flops")
+    with pytest.raises(EdgeposeError, match="input_size"):
+        count_macs(Toy())
+    with pytest.raises(EdgeposeError, match="has no 'mpii' head"):
+        count_registered("litepose-xs", "mpii")
