@@ -3,7 +3,7 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-EXTRAS ?= export,device,dev
+EXTRAS ?= export,tflite,device,bench,dev
 
 .PHONY: venv demo test test-fast lint format clean
 
@@ -15,8 +15,11 @@ $(BIN)/edgepose: pyproject.toml
 
 venv: $(BIN)/edgepose
 
+# Export the LitePose table's models, time them on this machine, print the reproduced table.
 demo: venv
-	$(BIN)/edgepose models
+	$(BIN)/edgepose models --family litepose
+	$(BIN)/edgepose bench --device host --paper litepose --quick --no-pipeline --out artifacts/demo/host.jsonl --format none
+	$(BIN)/edgepose report --paper litepose --records artifacts/demo/host.jsonl --plot artifacts/demo/litepose.png
 
 test: venv
 	$(BIN)/python -m pytest -n 2 -q

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 from edgepose import __version__
@@ -55,6 +56,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("edgepose: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `edgepose models | head`: the reader left; stop quietly
+        sys.stderr = open(os.devnull, "w")  # noqa: SIM115 - silence the flush at interpreter exit
+        return 0
 
 
 def run() -> None:

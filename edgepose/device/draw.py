@@ -2,7 +2,7 @@
 
 import cv2
 
-from .skeletons import SKELETONS, _skeleton
+from .skeletons import SKELETONS, make_skeleton
 
 
 def skeleton_for(manifest):
@@ -12,7 +12,7 @@ def skeleton_for(manifest):
     if known is not None and len(known["joints"]) == int(model.get("num_joints", len(known["joints"]))):
         return known
     joints = model.get("joints") or ["joint_{}".format(i) for i in range(int(model["num_joints"]))]
-    return _skeleton(joints, [tuple(limb) for limb in model.get("limbs") or []])
+    return make_skeleton(joints, [tuple(limb) for limb in model.get("limbs") or []])
 
 
 def draw_poses(frame, people, skeleton, threshold=0.3, radius=None, thickness=None):

@@ -36,7 +36,8 @@ def _flip_index(names):
     return index
 
 
-def _skeleton(names, limbs):
+def make_skeleton(names, limbs):
+    """A keypoint set (names, flip permutation, limbs, colours) from joint names and limb pairs."""
     return {
         "name": None,
         "joints": list(names),
@@ -159,9 +160,9 @@ MPII_LIMBS = [
 ]
 
 SKELETONS = {
-    "coco": _skeleton(COCO_JOINTS, COCO_LIMBS),
-    "crowdpose": _skeleton(CROWDPOSE_JOINTS, CROWDPOSE_LIMBS),
-    "mpii": _skeleton(MPII_JOINTS, MPII_LIMBS),
+    "coco": make_skeleton(COCO_JOINTS, COCO_LIMBS),
+    "crowdpose": make_skeleton(CROWDPOSE_JOINTS, CROWDPOSE_LIMBS),
+    "mpii": make_skeleton(MPII_JOINTS, MPII_LIMBS),
 }
 for _name, _sk in SKELETONS.items():
     _sk["name"] = _name

@@ -28,14 +28,13 @@ from torch import nn
 from edgepose.device.skeletons import get_skeleton
 from edgepose.models.hrnet_blocks import (
     BOTTOM_UP_OUTPUTS,
-    check_model_input,
     conv_bn,
     higher_head_forward,
     make_higher_head,
     make_stage,
 )
 from edgepose.models.litepose import make_divisible
-from edgepose.models.registry import ModelSpec, register_model
+from edgepose.models.registry import ModelSpec, check_forward_input, register_model
 
 # EfficientNet-B0 stages: (expansion t, channels c, repeats n, stride s, kernel k).
 B0_SETTINGS = (
@@ -186,7 +185,7 @@ class EfficientHRNet(nn.Module):
         self.final_layers, self.deconv_layers = make_higher_head(w[0], deconv, BRANCH_BLOCKS, num_joints)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        check_model_input(self, x)
+        check_forward_input(getattr(self, "spec", None), x)
         tapped = []
         for i, layer in enumerate(self.features):
             x = layer(x)

@@ -23,14 +23,13 @@ from edgepose.device.skeletons import get_skeleton
 from edgepose.models.hrnet_blocks import (
     BOTTOM_UP_OUTPUTS,
     Bottleneck,
-    check_model_input,
     conv_bn,
     higher_head_forward,
     make_higher_head,
     make_layer,
     make_stage,
 )
-from edgepose.models.registry import ModelSpec, register_model
+from edgepose.models.registry import ModelSpec, check_forward_input, register_model
 
 # (modules, blocks per branch) of stages 2, 3, 4 in every official HigherHRNet config.
 STAGES = ((1, 4), (4, 4), (3, 4))
@@ -80,7 +79,7 @@ class HigherHRNet(nn.Module):
         self.final_layers, self.deconv_layers = make_higher_head(width, width, HEAD_BASIC_BLOCKS, num_joints)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        check_model_input(self, x)
+        check_forward_input(getattr(self, "spec", None), x)
         x = self.relu(self.bn1(self.conv1(x)))
         x = self.relu(self.bn2(self.conv2(x)))
         ys = [self.layer1(x)]

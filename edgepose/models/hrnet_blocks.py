@@ -15,7 +15,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from edgepose.models.registry import OutputSpec, check_input_size
+from edgepose.models.registry import OutputSpec
 
 # Both baselines are compared in the LitePose table, so they expose LitePose's two outputs.
 BOTTOM_UP_OUTPUTS = (
@@ -189,12 +189,3 @@ def higher_head_forward(
     low = final_layers[0](x)
     high = final_layers[1](deconv_layers[0](torch.cat((x, low), 1)))
     return low, high
-
-
-def check_model_input(model: nn.Module, x: torch.Tensor) -> None:
-    """Eager-mode input-size check against ``model.spec`` (skipped while tracing/compiling: static there)."""
-    if torch.jit.is_tracing() or torch.compiler.is_compiling():
-        return
-    spec = getattr(model, "spec", None)
-    if spec is not None:
-        check_input_size(spec, int(x.shape[-2]), int(x.shape[-1]))

@@ -142,6 +142,8 @@ def init_weights(model: LiteHRNetPose) -> None:
             if m.bias is not None:
                 nn.init.zeros_(m.bias)
     norms = [m for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
+    if next(model.parameters()).is_meta:  # shape-only model (MAC counting): nothing to calibrate
+        return
     for bn in norms:
         bn.reset_parameters()
         bn.momentum = None  # cumulative average: running stats become this one batch's stats
