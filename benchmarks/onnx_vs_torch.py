@@ -22,6 +22,7 @@ from pathlib import Path
 import onnx
 import onnxruntime as ort
 import torch
+from bench_common import save_result, time_onnx
 
 from edgepose.device.bench import host_info, summarize, time_calls
 from edgepose.export.parity import sample_input
@@ -46,19 +47,6 @@ def time_torch(name: str, h: int, w: int, threads: int, runs: int, warmup: int) 
     x = torch.from_numpy(sample_input((h, w)))
     with torch.no_grad():
         times, _ = time_calls(lambda: model(x), runs, warmup, label=f"torch {name}")
-    return summarize(times)
-
-
-def time_onnx(path: Path, h: int, w: int, threads: int, runs: int, warmup: int) -> dict:
-    """onnxruntime CPU latency of the exported file (all graph optimisations, sequential execution)."""
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    feed = {"input": sample_input((h, w))}
-    times, _ = time_calls(
-        lambda: session.run(None, feed), runs, warmup, label=f"onnxruntime {path.parent.name}"
-    )
     return summarize(times)
 
 
@@ -123,8 +111,6 @@ def main(argv: list[str] | None = None) -> int:
         "results": rows,
     }
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "onnx_vs_torch.json").write_text(json.dumps(result, indent=2) + "\n")
     columns = [
         Column("model"),
         Column("input", "input HxW"),
@@ -145,8 +131,7 @@ def main(argv: list[str] | None = None) -> int:
         + format_table(rows, columns, style="md")
         + "\n\nReproduce: `.venv/bin/python benchmarks/onnx_vs_torch.py`\n"
     )
-    (out / "onnx_vs_torch.md").write_text(text)
-    print(text)
+    save_result(out, "onnx_vs_torch", result, text)
     return 0
 
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import json
 import os
 import platform
 import subprocess
@@ -30,6 +29,7 @@ import numpy as np
 import onnxruntime as ort
 from ai_edge_litert import __version__ as litert_version
 from ai_edge_litert.interpreter import Interpreter, OpResolverType
+from bench_common import save_result, time_onnx
 
 from edgepose.device.bench import host_info, summarize, time_calls
 from edgepose.export import tflite as tfl
@@ -62,17 +62,6 @@ def time_tflite(
     interpreter.set_tensor(detail["index"], x)
     times, capped = time_calls(interpreter.invoke, runs, warmup, max_seconds=cap_s, progress=False)
     return {**summarize(times), "runs": len(times), "capped": capped}
-
-
-def time_onnx(path: Path, h: int, w: int, threads: int, runs: int, warmup: int) -> dict:
-    """onnxruntime CPU latency (all graph optimisations, sequential execution)."""
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    feed = {"input": sample_input((h, w))}
-    times, _ = time_calls(lambda: session.run(None, feed), runs, warmup, label=path.name, progress=False)
-    return summarize(times)
 
 
 def bench_model(name: str, h: int, w: int, tmp: Path, calib: Path, args: argparse.Namespace) -> dict:
@@ -158,8 +147,6 @@ def main(argv: list[str] | None = None) -> int:
         "results": rows,
     }
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "tflite_latency.json").write_text(json.dumps(result, indent=2) + "\n")
     ms = "{:.1f}".format  # nan = the interpreter refused the file (see the JSON for the error)
     columns = [
         Column("model"),
@@ -183,8 +170,7 @@ def main(argv: list[str] | None = None) -> int:
         + f"\n\n`edgepose export litepose-s --target rpi4` wall time: {cli}.\n"
         + "\nReproduce: `.venv/bin/python benchmarks/tflite_latency.py`\n"
     )
-    (out / "tflite_latency.md").write_text(text)
-    print(text)
+    save_result(out, "tflite_latency", result, text)
     return 0
 
 
