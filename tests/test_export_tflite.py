@@ -261,8 +261,9 @@ def test_litehrnet_fp32_matches_pytorch(hrnet_fp32):
             marks=pytest.mark.xfail(
                 raises=EdgeposeError,
                 strict=True,
-                reason="random-weight Lite-HRNet-18 int8: XNNPACK refuses the graph (activations up to 235 "
-                "give scales outside its limits); judge again with the released checkpoint",
+                reason="random-weight Lite-HRNet-18 amplifies int8 rounding noise ~37 dB (PyTorch alone: int8 "
+                "weights give 7 dB), so int8 parity is ~3 dB, below the 15 dB gate; judge with the released "
+                "checkpoint",
             ),
         ),
     ],
@@ -278,3 +279,17 @@ def test_litehrnet_quantised(hrnet_fp32, calib_dir, reuse_conversion, tmp_path, 
     assert m["outputs"][0]["layout"] == "NHWC"
     if precision == "fp16":  # the gate followed PyTorch's own fp16-weight floor, and says so
         assert m["parity"]["fp16_weights_in_pytorch"]["heatmaps"]["sqnr_db"] < 40.0
+
+
+def test_constant_calibration_ranges_are_widened_without_moving_their_value():
+    from edgepose.export.tflite import widen_constant_ranges
+
+    ranges = {
+        "dead_relu": {"min": np.zeros(1, np.float32), "max": np.zeros(1, np.float32)},
+        "sigmoid_of_dead": {"min": np.full(1, 0.5, np.float32), "max": np.full(1, 0.5, np.float32)},
+        "normal": {"min": np.array([-2.0], np.float32), "max": np.array([3.0], np.float32)},
+    }
+    out = widen_constant_ranges(ranges)
+    assert out["dead_relu"]["min"][0] == 0.0 and out["dead_relu"]["max"][0] == 1.0
+    assert out["sigmoid_of_dead"]["min"][0] == 0.0 and out["sigmoid_of_dead"]["max"][0] == 1.0
+    assert out["normal"]["min"][0] == -2.0 and out["normal"]["max"][0] == 3.0

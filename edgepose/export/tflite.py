@@ -139,8 +139,25 @@ def quantize_int8(fp32: bytes, calib_nhwc: np.ndarray) -> bytes:
     q = quantizer.Quantizer(bytearray(fp32), recipe.static_wi8_ai8())
     samples = [{INPUT_NAME: x[None].astype(np.float32)} for x in calib_nhwc]
     with quiet():
-        ranges = q.calibrate({SIGNATURE: samples})
+        ranges = widen_constant_ranges(q.calibrate({SIGNATURE: samples}))
         return bytes(q.quantize(ranges).quantized_model)
+
+
+def widen_constant_ranges(ranges: dict[str, dict[str, Any]], eps: float = 1e-6) -> dict[str, dict[str, Any]]:
+    """Give every tensor that was constant during calibration a range of width >= 1 that still holds its value.
+
+    A dead branch (e.g. an SE bottleneck whose ReLU outputs are all <= 0, seen in Lite-HRNet) calibrates to
+    min == max; the quantizer turns that into a ~1e-12 scale, and XNNPACK refuses the resulting
+    requantisation ratios ("failed to prepare"). The tensor is constant, so widening changes no value.
+    """
+    for stats in ranges.values():
+        lo, hi = np.asarray(stats["min"]), np.asarray(stats["max"])
+        flat = (hi - lo) < eps
+        if flat.any():
+            new_lo = np.where(flat, np.minimum(lo, 0.0), lo)
+            stats["min"] = new_lo.astype(np.float32)
+            stats["max"] = np.where(flat, np.maximum(hi, new_lo + 1.0), hi).astype(np.float32)
+    return ranges
 
 
 def _interpreter(model_bytes: bytes, threads: int):
