@@ -26,6 +26,17 @@ def time_onnx(
     return summarize(times)
 
 
+def timing_protocol(args) -> dict:
+    """The protocol fields every benchmark script records: threads, runs, warm-up, batch, statistic."""
+    return {
+        "threads": args.threads,
+        "runs": args.runs,
+        "warmup": args.warmup,
+        "batch": 1,
+        "statistic": "median",
+    }
+
+
 def save_result(out: Path, stem: str, result: dict, markdown: str) -> None:
     """Write ``<stem>.json`` and ``<stem>.md`` into ``out`` (atomically) and print the Markdown."""
     write_text(out / f"{stem}.json", json.dumps(result, indent=2) + "\n")

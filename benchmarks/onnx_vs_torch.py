@@ -22,7 +22,7 @@ from pathlib import Path
 import onnx
 import onnxruntime as ort
 import torch
-from bench_common import save_result, time_onnx
+from bench_common import save_result, time_onnx, timing_protocol
 
 from edgepose.device.bench import host_info, summarize, time_calls
 from edgepose.export.parity import sample_input
@@ -98,11 +98,7 @@ def main(argv: list[str] | None = None) -> int:
             "python": platform.python_version(),
         },
         "protocol": {
-            "threads": args.threads,
-            "runs": args.runs,
-            "warmup": args.warmup,
-            "batch": 1,
-            "statistic": "median",
+            **timing_protocol(args),
             "input": "astronaut photo (skimage), letterboxed",
             "weights": "random, seeded (torch.manual_seed(0))",
             "torch": "eager, fp32, no_grad, BN not folded",

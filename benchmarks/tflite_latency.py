@@ -29,7 +29,7 @@ import numpy as np
 import onnxruntime as ort
 from ai_edge_litert import __version__ as litert_version
 from ai_edge_litert.interpreter import Interpreter, OpResolverType
-from bench_common import save_result, time_onnx
+from bench_common import save_result, time_onnx, timing_protocol
 
 from edgepose.device.bench import host_info, summarize, time_calls
 from edgepose.export import tflite as tfl
@@ -132,11 +132,7 @@ def main(argv: list[str] | None = None) -> int:
             "python": platform.python_version(),
         },
         "protocol": {
-            "threads": args.threads,
-            "runs": args.runs,
-            "warmup": args.warmup,
-            "batch": 1,
-            "statistic": "median",
+            **timing_protocol(args),
             "input": "astronaut photo (skimage), letterboxed; NHWC for TFLite, NCHW for ONNX",
             "weights": "random, seeded (torch.manual_seed(0))",
             "tflite": "ai-edge-litert Interpreter, default XNNPACK delegate; int8_builtin: without it",
