@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 
@@ -90,6 +91,8 @@ def run(args: argparse.Namespace) -> int:
     print(f"  precision: {manifest['precision']} ({manifest['format']})")
     if manifest.get("parity"):
         print(f"  parity vs PyTorch: {summary(manifest['parity'])}")
+        for warning in manifest["parity"].get("warnings", []):
+            print(f"warning: {warning}", file=sys.stderr)
     engine = manifest["export"].get("tensorrt", {}).get("engine")
     if engine:
         print(

@@ -23,6 +23,17 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 INPUT_SPEC = {"color": "RGB", "scale": 1.0 / 255.0, "mean": list(MEAN), "std": list(STD)}
 
 
+def input_value_range() -> tuple[float, float]:
+    """The smallest and largest value a normalised pixel can take (any channel): the int8 input range.
+
+    Pixels are 0..255 in every image, so this range is known exactly; calibrating it instead would clip
+    whatever the calibration images happen not to contain (a white shirt, a black coat).
+    """
+    lows = [(0.0 - m) / s for m, s in zip(MEAN, STD)]
+    highs = [(1.0 - m) / s for m, s in zip(MEAN, STD)]
+    return float(min(lows)), float(max(highs))
+
+
 def find_images(folder: str | os.PathLike | None) -> list[Path]:
     """The image files directly in ``folder`` (sorted); a clear error when there are none."""
     if folder is None:

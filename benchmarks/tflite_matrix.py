@@ -1,0 +1,144 @@
+"""Every core model through every TFLite target and precision, as a user runs it: wall time and parity.
+
+Each cell is one ``export_model(MODEL, TARGET, input_size=..., precision=..., calib=...)`` call in this
+process (litert-torch conversion, quantisation, the parity gate, staging; random seeded weights,
+16 crops of scikit-image photos as calibration). A cell that fails records its one-line error. The
+JSON is rewritten after every cell, so an interrupted run keeps what it measured.
+Writes ``<out>/tflite_matrix.json`` and ``<out>/tflite_matrix.md``.
+
+    .venv/bin/python benchmarks/tflite_matrix.py [--models litepose-xs ...] [--precisions rpi4:fp32 ...] [--out benchmarks/results]
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import tempfile
+import time
+from pathlib import Path
+
+from bench_common import save_result
+
+from edgepose.atomic import write_text
+from edgepose.device.bench import host_info
+from edgepose.errors import EdgeposeError
+from edgepose.export.calibration import write_sample_images
+from edgepose.export.pipeline import export_model
+
+# The papers' input sizes (LitePose: XS 256, S/M 448, L 512; Lite-HRNet: 256x192 and 384x288).
+CASES = (
+    ("litepose-xs", "256x256"),
+    ("litepose-s", "448x448"),
+    ("litepose-m", "448x448"),
+    ("litepose-l", "512x512"),
+    ("litehrnet-18", "256x192"),
+    ("litehrnet-18", "384x288"),
+    ("litehrnet-30", "256x192"),
+    ("litehrnet-30", "384x288"),
+    ("litehrnet-naive-18", "256x192"),
+    ("litehrnet-wider-naive-18", "256x192"),
+)
+CELLS = ("rpi4:fp32", "rpi4:fp16", "rpi4:int8", "snapdragon855:fp16", "snapdragon855:int8")
+
+
+def export_cell(model: str, size: str, target: str, precision: str, calib: Path, work: Path) -> dict:
+    """One export; its wall time, file size, parity figures and the gate it passed (or its error)."""
+    row = {"model": model, "input": size, "target": target, "precision": precision}
+    start = time.perf_counter()
+    try:
+        folder = export_model(
+            model,
+            target,
+            input_size=size,
+            precision=precision,
+            calib=calib,
+            out=work / f"{model}-{size}-{target}-{precision}",
+        )
+    except EdgeposeError as exc:
+        row.update(wall_s=round(time.perf_counter() - start, 1), error=str(exc))
+        return row
+    row["wall_s"] = round(time.perf_counter() - start, 1)
+    manifest = json.loads((folder / "manifest.json").read_text())
+    parity = manifest["parity"]
+    row["file_mb"] = round((folder / "model.tflite").stat().st_size / 1e6, 2)
+    row["outputs"] = {
+        name: {k: f[k] for k in ("max_abs_diff", "sqnr_db", "peak_agreement")}
+        for name, f in parity["outputs"].items()
+    }
+    row["thresholds"] = parity["thresholds"]
+    if "int8_reference" in parity:
+        row["onnxruntime_int8_sqnr_db"] = {
+            n: f["sqnr_db"] for n, f in parity["int8_reference"]["outputs"].items()
+        }
+    if "fp16_weights_in_pytorch" in parity:
+        row["pytorch_fp16_sqnr_db"] = {n: f["sqnr_db"] for n, f in parity["fp16_weights_in_pytorch"].items()}
+    return row
+
+
+def cell_text(row: dict) -> str:
+    if "error" in row:
+        return f"fails: {row['error']}"
+    sqnr = " / ".join(
+        f"{f['sqnr_db']:.1f}" if f["sqnr_db"] is not None else "exact" for f in row["outputs"].values()
+    )
+    peaks = " / ".join(f"{f['peak_agreement']:.2f}" for f in row["outputs"].values())
+    text = f"{sqnr} dB, peaks {peaks}"
+    if row["precision"] == "fp32":
+        text = "max " + " / ".join(f"{f['max_abs_diff']:.1e}" for f in row["outputs"].values()) + ", " + text
+    if "onnxruntime_int8_sqnr_db" in row:
+        ort_sqnr = " / ".join(f"{v:.1f}" for v in row["onnxruntime_int8_sqnr_db"].values())
+        text += f" (below the bar; onnxruntime int8: {ort_sqnr} dB)"
+    return text
+
+
+def markdown(result: dict) -> str:
+    lines = [
+        "# Every core model, every TFLite target and precision (benchmarks/tflite_matrix.py)",
+        "",
+        f"{result['date']}, {result['host']['cpu']} ({result['host']['cores']} cores, 1-min load "
+        f"{result['host'].get('load_avg_1m', '?')} at the start), random seeded weights, "
+        f"{result['calibration_images']} calibration crops; wall = one export_model call in a warm process.",
+        "",
+        "| model | input | target | precision | wall | file | parity vs PyTorch (per output) |",
+        "|---|---|---|---|---:|---:|---|",
+    ]
+    for r in result["rows"]:
+        size = f"{r['file_mb']:.2f} MB" if "file_mb" in r else ""
+        lines.append(
+            f"| {r['model']} | {r['input']} | {r['target']} | {r['precision']} | {r['wall_s']:.0f} s | {size} | {cell_text(r)} |"
+        )
+    ok = sum("error" not in r for r in result["rows"])
+    lines += ["", f"{ok} of {len(result['rows'])} exports passed their parity gate.", ""]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", nargs="*", help="only these models (default: all of CASES)")
+    parser.add_argument("--cells", nargs="*", default=list(CELLS), help="target:precision pairs")
+    parser.add_argument("--calib-images", type=int, default=16)
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
+    args = parser.parse_args()
+    cases = [c for c in CASES if not args.models or c[0] in args.models]
+    result = {
+        "date": datetime.date.today().isoformat(),
+        "host": host_info(),
+        "calibration_images": args.calib_images,
+        "rows": [],
+    }
+    with tempfile.TemporaryDirectory(prefix="edgepose-matrix-") as tmp:
+        work = Path(tmp)
+        calib = write_sample_images(work / "calib", count=args.calib_images)
+        for model, size in cases:
+            for cell in args.cells:
+                target, precision = cell.split(":")
+                row = export_cell(model, size, target, precision, calib, work)
+                result["rows"].append(row)
+                print(f"{model} {size} {cell}: {row['wall_s']:.0f} s, {cell_text(row)}", flush=True)
+                write_text(args.out / "tflite_matrix.json", json.dumps(result, indent=2) + "\n")
+    save_result(args.out, "tflite_matrix", result, markdown(result))
+
+
+if __name__ == "__main__":
+    main()
