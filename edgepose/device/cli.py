@@ -10,6 +10,7 @@ import os
 import sys
 import time
 
+from .decode_bottomup import DET_THRESHOLD, TAG_THRESHOLD
 from .errors import EdgeposeError
 from .runtime import BACKENDS
 from .sources import IMAGE_EXTS, BoxFile, Source
@@ -41,9 +42,17 @@ def add_arguments(parser, backends=None):
         "--refine", action="store_true", help="bottom-up: fill missing joints from the tag map"
     )
     parser.add_argument("--dark", action="store_true", help="top-down: DARK sub-pixel decoding")
-    parser.add_argument("--det-threshold", type=float, default=0.1, help="bottom-up peak threshold (0.1)")
     parser.add_argument(
-        "--tag-threshold", type=float, default=1.0, help="bottom-up tag distance threshold (1.0)"
+        "--det-threshold",
+        type=float,
+        default=DET_THRESHOLD,
+        help="bottom-up peak threshold ({})".format(DET_THRESHOLD),
+    )
+    parser.add_argument(
+        "--tag-threshold",
+        type=float,
+        default=TAG_THRESHOLD,
+        help="bottom-up tag distance threshold ({})".format(TAG_THRESHOLD),
     )
     parser.add_argument("--min-score", type=float, default=0.0, help="drop people scoring below this")
     parser.add_argument("--kpt-threshold", type=float, default=0.3, help="draw joints scoring at least this")

@@ -18,6 +18,11 @@ import numpy as np
 
 from .assignment import min_cost_assignment
 
+# The official parser's defaults (LitePose's configs): one source for the decoder, pipeline and CLI.
+DET_THRESHOLD = 0.1
+TAG_THRESHOLD = 1.0
+MAX_PEOPLE = 30
+
 # Joint visiting order of the official parser (first J entries are used).
 JOINT_ORDER = [0, 1, 2, 3, 4, 5, 6, 11, 12, 7, 8, 9, 10, 13, 14, 15, 16]
 _PAD_COST = 1e10  # cost of "start a new person", as in the official parser
@@ -30,9 +35,9 @@ class BottomUpDecoder(object):
         self,
         num_joints,
         flip_index=None,
-        det_threshold=0.1,
-        tag_threshold=1.0,
-        max_people=30,
+        det_threshold=DET_THRESHOLD,
+        tag_threshold=TAG_THRESHOLD,
+        max_people=MAX_PEOPLE,
         nms_kernel=5,
         adjust=True,
         refine=False,

@@ -11,7 +11,7 @@ import time
 
 import numpy as np
 
-from .decode_bottomup import BottomUpDecoder
+from .decode_bottomup import DET_THRESHOLD, MAX_PEOPLE, TAG_THRESHOLD, BottomUpDecoder
 from .decode_topdown import TopDownDecoder
 from .errors import EdgeposeError
 from .manifest import input_hw, load_manifest, output_by_role
@@ -30,9 +30,9 @@ class PosePipeline(object):
         flip=False,
         refine=False,
         dark=False,
-        det_threshold=0.1,
-        tag_threshold=1.0,
-        max_people=30,
+        det_threshold=DET_THRESHOLD,
+        tag_threshold=TAG_THRESHOLD,
+        max_people=MAX_PEOPLE,
         min_score=0.0,
         runtime=None,
         manifest=None,

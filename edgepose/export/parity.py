@@ -119,9 +119,9 @@ def compare(
     ``heatmap_channels`` maps an output name to how many leading channels are heatmaps (for
     peak agreement; e.g. J for LitePose's heatmaps+tags output); default: all channels.
     ``floor`` (from :func:`noise_floor`) lets ``max_abs_diff`` grow to ``noise_factor`` x PyTorch's own
-    fp32 rounding noise (a runtime that sums in another order is off by its own rounding too): a deep network with outputs in the hundreds (Lite-HRNet with full-strength
-    random gates) cannot be reproduced to 1e-4 by any fp32 runtime, PyTorch included, while a wrong
-    graph is off by far more.
+    fp32 rounding noise (a runtime summing in another order adds its own rounding): a deep network
+    with outputs in the hundreds (Lite-HRNet with full-strength random gates) cannot be reproduced to
+    1e-4 by any fp32 runtime, PyTorch included, while a wrong graph is off by far more.
     """
     missing = sorted(set(reference) - set(candidate))
     if missing:
