@@ -62,10 +62,8 @@ def export_cell(model: str, size: str, target: str, precision: str, calib: Path,
     manifest = json.loads((folder / "manifest.json").read_text())
     parity = manifest["parity"]
     row["file_mb"] = round((folder / "model.tflite").stat().st_size / 1e6, 2)
-    row["outputs"] = {
-        name: {k: f[k] for k in ("max_abs_diff", "sqnr_db", "peak_agreement")}
-        for name, f in parity["outputs"].items()
-    }
+    keys = ("max_abs_diff", "max_abs_diff_limit", "fp32_noise_floor", "sqnr_db", "peak_agreement")
+    row["outputs"] = {name: {k: f[k] for k in keys if k in f} for name, f in parity["outputs"].items()}
     row["thresholds"] = parity["thresholds"]
     if "int8_reference" in parity:
         row["onnxruntime_int8_sqnr_db"] = {
@@ -109,7 +107,16 @@ def markdown(result: dict) -> str:
             f"| {r['model']} | {r['input']} | {r['target']} | {r['precision']} | {r['wall_s']:.0f} s | {size} | {cell_text(r)} |"
         )
     ok = sum("error" not in r for r in result["rows"])
-    lines += ["", f"{ok} of {len(result['rows'])} exports passed their parity gate.", ""]
+    lines += [
+        "",
+        f"{ok} of {len(result['rows'])} exports passed their parity gate.",
+        "",
+        "- fp32 max abs diffs above 1e-4 passed under the recipes' allowance: up to `fp32_noise_factor` (4) x",
+        "  PyTorch's own fp32-vs-fp64 noise on the photo (recorded per output as `fp32_noise_floor`).",
+        "- int8 cells marked 'below the bar' passed the relative gate: no worse than onnxruntime's int8 of the",
+        "  same network by 3 dB; the manifest carries both figures and a warning (docs/tflite.md).",
+        "",
+    ]
     return "\n".join(lines)
 
 
