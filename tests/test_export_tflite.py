@@ -231,18 +231,17 @@ def test_fp32_gate_switches_to_sqnr_only_where_pytorch_itself_is_noisier_than_th
         return SimpleNamespace(
             recipe=load_recipe("rpi4"),
             heatmap_channels={"heatmaps": 3},
-            run_torch=lambda _: ref,
             run_torch64=lambda _: {"heatmaps": ref["heatmaps"] + fp64_noise},
         )
 
     near = {"heatmaps": ref["heatmaps"] + 1e-3}  # ~100 dB: fp32 rounding of a noisy network
     far = {"heatmaps": ref["heatmaps"] * 0.9}  # 20 dB: a wrong graph
     noisy = job(5e-3)  # PyTorch fp32 itself 5e-3 from fp64, above the 1e-4 bar
-    result = tfl.compare(noisy, near, x)
+    result = tfl.compare(noisy, ref, near, x)
     assert result["passed"] and result["thresholds"] == {"min_sqnr_db": 60.0}
-    assert not tfl.compare(job(5e-3), far, x)["passed"]
+    assert not tfl.compare(job(5e-3), ref, far, x)["passed"]
     quiet = job(1e-7)  # a well-conditioned network keeps the absolute bar, and 1e-3 fails it
-    result = tfl.compare(quiet, near, x)
+    result = tfl.compare(quiet, ref, near, x)
     assert not result["passed"] and "max_abs_diff" in result["thresholds"]
 
 

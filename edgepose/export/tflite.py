@@ -231,7 +231,9 @@ def thresholds(job: ExportJob) -> dict[str, float]:
 
 
 @torch.no_grad()
-def fp16_floor(job: ExportJob, folded: nn.Module, x: np.ndarray) -> dict[str, dict]:
+def fp16_floor(
+    job: ExportJob, folded: nn.Module, x: np.ndarray, reference: dict[str, np.ndarray]
+) -> dict[str, dict]:
     """Figures of the BN-folded model with its parameters rounded to fp16 (what the .tflite stores), vs fp32.
 
     That is what fp16 weights cost this network before any converter is involved; a network that is
@@ -243,7 +245,6 @@ def fp16_floor(job: ExportJob, folded: nn.Module, x: np.ndarray) -> dict[str, di
             tensor.copy_(tensor.half().float())
     out = rounded(torch.from_numpy(x))
     out = out if isinstance(out, tuple | list) else (out,)
-    reference = job.run_torch(x)
     return {
         name: parity.output_figures(reference[name], t.numpy(), job.heatmap_channels[name])
         for name, t in zip(job.output_names, out)
@@ -269,21 +270,25 @@ def relative_limits(
     return limits
 
 
-def compare(job: ExportJob, candidate: dict[str, np.ndarray], x: np.ndarray) -> dict[str, Any]:
+def compare(
+    job: ExportJob, reference: dict[str, np.ndarray], candidate: dict[str, np.ndarray], x: np.ndarray
+) -> dict[str, Any]:
     """``job.check``, except where PyTorch's own fp32 noise already exceeds the fp32 ``max_abs_diff`` bar.
 
     A deep network with large outputs can be so sensitive to rounding that PyTorch fp32 is itself
     further than the bar from fp64 on the photo (Lite-HRNet with full-strength random gates: 0.05 at
     outputs ~250, and XNNPACK, summing in another order, 2-5x that far from PyTorch). An absolute bar
     then says nothing, so the gate becomes the recipe's ``[tflite] fp32_noisy_min_sqnr_db``
-    (measured 70+ dB there; a wrong graph is far below).
+    (measured 70+ dB there; a wrong graph is far below). The float64 run that measures that noise
+    is made only when there is a ``max_abs_diff`` bar (fp32): fp16 and int8 bars are in dB.
     """
-    reference = job.run_torch(x)
-    floor = parity.noise_floor(reference, job.run_torch64(x))
     limits = dict(job.recipe.parity)
-    noisy_sqnr = job.recipe.options.get("fp32_noisy_min_sqnr_db")
     bar = limits.get("max_abs_diff")
-    if bar is not None and noisy_sqnr is not None and max(floor.values()) > bar:
+    if bar is None:
+        return parity.compare(reference, candidate, limits, job.heatmap_channels)
+    floor = parity.noise_floor(reference, job.run_torch64(x))
+    noisy_sqnr = job.recipe.options.get("fp32_noisy_min_sqnr_db")
+    if noisy_sqnr is not None and max(floor.values()) > bar:
         limits = {k: v for k, v in limits.items() if k != "max_abs_diff"}
         limits["min_sqnr_db"] = max(float(noisy_sqnr), limits.get("min_sqnr_db", -np.inf))
         job.recipe = replace(job.recipe, parity=limits)
@@ -291,34 +296,28 @@ def compare(job: ExportJob, candidate: dict[str, np.ndarray], x: np.ndarray) -> 
     return parity.compare(reference, candidate, limits, job.heatmap_channels, floor, factor)
 
 
-def int8_against_reference(
-    job: ExportJob, candidate: dict[str, np.ndarray], x: np.ndarray, calib: np.ndarray
-) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Re-judge an int8 file that missed the bar against onnxruntime's int8 of the same network.
+def int8_second_opinion(
+    job: ExportJob, reference: dict[str, np.ndarray], x: np.ndarray, calib: np.ndarray
+) -> dict[str, Any]:
+    """onnxruntime's int8 of the same network against PyTorch fp32: ``{"runtime", "outputs"}``, or ``{"error"}``.
 
-    Where onnxruntime's int8 meets the bar, the bar stands (the TFLite file is at fault). Where it
-    misses too, the network is what int8 cannot carry: the gate becomes "no worse than onnxruntime's
-    int8 by ``INT8_MARGIN``", and the figures and a warning go into the manifest.
+    Where it meets the bar, the bar stands (a TFLite file below it is at fault). Where it misses
+    too, the network is what int8 cannot carry: the gate becomes "no worse than onnxruntime's int8
+    by ``INT8_MARGIN``" (:func:`relative_limits`), and the figures and a warning go into the manifest.
     """
-    reference = job.run_torch(x)
     try:
         from edgepose.export import int8_reference  # onnx + onnxruntime: the export extra
 
         other = int8_reference.onnxruntime_int8(job, calib, x, PARITY_THREADS)
     except Exception as exc:  # no second opinion: the recipe's bar stands, and the message says why
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        return parity.compare(reference, candidate, job.recipe.parity, job.heatmap_channels), {
-            "error": f"{type(exc).__name__}: {first}"
-        }
-    floor = {
-        name: parity.output_figures(reference[name], other[name], job.heatmap_channels[name])
-        for name in job.output_names
-    }
-    limits = relative_limits(job.recipe.parity, floor, INT8_MARGIN)
-    job.recipe = replace(job.recipe, parity=limits)
-    return parity.compare(reference, candidate, limits, job.heatmap_channels), {
+        return {"error": f"{type(exc).__name__}: {first}"}
+    return {
         "runtime": int8_reference.describe(),
-        "outputs": floor,
+        "outputs": {
+            name: parity.output_figures(reference[name], other[name], job.heatmap_channels[name])
+            for name in job.output_names
+        },
     }
 
 
@@ -329,9 +328,10 @@ def check_parity(
     from ai_edge_litert import __version__ as litert_version
 
     x = job.sample()
+    reference = job.run_torch(x)
     extra: dict[str, Any] = {}
     if job.precision == "fp16":
-        floor = fp16_floor(job, folded, x)
+        floor = fp16_floor(job, folded, x, reference)
         extra["fp16_weights_in_pytorch"] = floor
         job.recipe = replace(job.recipe, parity=relative_limits(job.recipe.parity, floor, FP16_MARGIN))
     try:
@@ -342,9 +342,14 @@ def check_parity(
             f"ai-edge-litert cannot run the {job.precision} {MODEL_FILE} of {job.model_name}: {first}"
         ) from None
     recipe_bar = dict(job.recipe.parity)
-    result = compare(job, candidate, x)
+    result = compare(job, reference, candidate, x)
     if not result["passed"] and job.precision == "int8" and calib is not None:
-        result, extra["int8_reference"] = int8_against_reference(job, candidate, x, calib)
+        seen = extra["int8_reference"] = int8_second_opinion(job, reference, x, calib)
+        if "outputs" in seen:
+            job.recipe = replace(
+                job.recipe, parity=relative_limits(job.recipe.parity, seen["outputs"], INT8_MARGIN)
+            )
+            result = parity.compare(reference, candidate, job.recipe.parity, job.heatmap_channels)
     if not result["passed"]:
         seen = extra.get("int8_reference")
         raise EdgeposeError(
@@ -359,7 +364,7 @@ def check_parity(
         **result,
         **extra,
     }
-    if "int8_reference" in extra:
+    if "outputs" in extra.get("int8_reference", {}):
         figures["warnings"] = [int8_warning(job, result, extra["int8_reference"], recipe_bar)]
     return figures
 
