@@ -1,4 +1,8 @@
-"""Write files and folders so that a failure never leaves a half-written artifact behind."""
+"""Write files and folders so that a failure never leaves a half-written artifact behind.
+
+Files: the one atomic-write helper lives device-side (:mod:`edgepose.device.atomic`, Python 3.6) and is
+re-exported here; folders: :func:`staged_dir`.
+"""
 
 from __future__ import annotations
 
@@ -9,32 +13,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from edgepose.device.atomic import _umask, write_bytes, write_text
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def write_bytes(path: str | os.PathLike, data: bytes) -> Path:
-    """Write ``data`` to ``path`` through a temporary file in the same folder, then rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
-
-
-def write_text(path: str | os.PathLike, text: str) -> Path:
-    """Text variant of :func:`write_bytes` (UTF-8)."""
-    return write_bytes(path, text.encode("utf-8"))
+__all__ = ["staged_dir", "write_bytes", "write_text"]
 
 
 @contextmanager

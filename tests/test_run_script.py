@@ -155,7 +155,7 @@ def test_bad_inputs_fail_with_one_line(bottomup, clip, tmp_path, capsys):
         fh.seek(100)
         fh.write(b"\x01\x02")
     fails("does not match its manifest", "--source", clip, folder=copy)
-    fails("has no model.tflite", "--source", clip, "--backend", "tflite")
+    fails("backend 'tflite' cannot run this onnx artifact", "--source", clip, "--backend", "tflite")
 
 
 def _write(path, text):

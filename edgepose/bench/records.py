@@ -111,3 +111,60 @@ MD_COLUMNS = (
 def to_markdown(records: Iterable[dict[str, Any]], columns: Iterable[str] = MD_COLUMNS) -> str:
     """The records as a Markdown table (a compact subset of the columns by default)."""
     return _render(records, columns, "md")
+
+
+def status(rec: dict[str, Any]) -> str:
+    """What a reader must know before trusting a record's number, in a few words ("ok" when nothing)."""
+    notes = []
+    if not rec.get("on_device"):
+        notes.append("host-run")
+    if rec.get("stand_in_for"):
+        notes.append(f"{rec.get('runtime')} for {rec['stand_in_for']}")
+    if (rec.get("host") or {}).get("emulated"):
+        notes.append(f"emulated ({rec['host']['emulated']})")
+    if rec.get("capped"):
+        notes.append(f"capped at {rec.get('runs_done')} runs")
+    return ", ".join(notes) or "ok"
+
+
+def compact_rows(records: Iterable[dict[str, Any]]) -> list[dict[str, str]]:
+    """The bench's default view: one short row per record (the full protocol stays in the records)."""
+    rows = []
+    for rec in records:
+        stats = rec.get("stats") or {}
+        median = stats.get("median_ms")
+        size = rec.get("model_bytes")
+        rows.append({
+            "model": f"{rec.get('model')} {_cell(rec.get('input_size'))}",
+            "timed": str(rec.get("timed")),
+            "runtime": str(rec.get("runtime")),
+            "precision": str(rec.get("precision")),
+            "size MB": f"{size / 1e6:.2f}" if size else "",
+            "median ms": f"{median:.2f}" if median is not None else "",
+            "p90 ms": f"{stats['p90_ms']:.2f}" if stats.get("p90_ms") is not None else "",
+            "FPS": f"{1000.0 / median:.1f}" if median else "",
+            "status": status(rec),
+        })  # fmt: skip
+    return rows
+
+
+def to_compact(records: Iterable[dict[str, Any]], style: str = "md") -> str:
+    """:func:`compact_rows` as a table (``md`` or ``csv``)."""
+    rows = compact_rows(records)
+    columns = [
+        Column(c, align="right" if c.endswith(("MB", "ms", "FPS")) else "left") for c in COMPACT_COLUMNS
+    ]
+    return format_table(rows, columns, style=style) + "\n"
+
+
+COMPACT_COLUMNS = (
+    "model",
+    "timed",
+    "runtime",
+    "precision",
+    "size MB",
+    "median ms",
+    "p90 ms",
+    "FPS",
+    "status",
+)

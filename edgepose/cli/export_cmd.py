@@ -7,6 +7,8 @@ import json
 import sys
 from pathlib import Path
 
+from edgepose.device.formats import PRECISIONS
+
 
 def register(subparsers) -> None:
     """Add the ``export`` sub-command."""
@@ -18,7 +20,9 @@ def register(subparsers) -> None:
     )
     p.add_argument("model", help="registered model name, e.g. litepose-s (see `edgepose models`)")
     p.add_argument(
-        "--target", required=True, help="recipe name (export/<name>.toml) or path to a recipe .toml"
+        "--target",
+        required=True,
+        help="recipe name (export/<name>.toml) or path to a recipe .toml; `edgepose targets` lists them",
     )
     p.add_argument("--dataset", help="keypoint set / head: coco, crowdpose or mpii (default: the model's)")
     p.add_argument("--weights", metavar="CKPT", help="checkpoint to load (default: random initialisation)")
@@ -29,7 +33,7 @@ def register(subparsers) -> None:
     p.add_argument(
         "--dynamic-batch", action=argparse.BooleanOptionalAction, default=None, help="dynamic batch axis"
     )
-    p.add_argument("--precision", choices=("fp32", "fp16", "int8"), help="default per recipe")
+    p.add_argument("--precision", choices=PRECISIONS, help="default per recipe (see `edgepose targets`)")
     p.add_argument("--calib", metavar="DIR", help="calibration images (int8), or a .npy / TensorRT .cache")
     p.add_argument(
         "--out",
@@ -50,15 +54,16 @@ def _size(path: Path) -> str:
 def next_commands(folder: Path, manifest: dict) -> list[str]:
     """What to run next with this folder (on the device)."""
     lines = []
-    if manifest["format"] == "tensorrt" and not (folder / "model.engine").exists():
+    engine = manifest.get("engine")
+    if engine and not (folder / engine["engine"]).exists():
         lines += [
             f"copy {folder} to the Jetson, then on the Jetson:",
             f"  python3 {folder}/build_engine.py        # or: sh {folder}/trtexec.sh",
         ]
     source = "photo.jpg" if manifest["model"]["kind"] == "top-down" else "0"
     lines.append(f"  python3 {folder}/run.py --source {source}")
-    if manifest["format"] == "tensorrt":
-        lines.append(f"  /usr/src/tensorrt/bin/trtexec --loadEngine={folder}/model.engine")
+    if engine:
+        lines.append(f"  {engine['trtexec']} --loadEngine={folder}/{engine['engine']}")
     return lines
 
 
@@ -93,10 +98,10 @@ def run(args: argparse.Namespace) -> int:
         print(f"  parity vs PyTorch: {summary(manifest['parity'])}")
         for warning in manifest["parity"].get("warnings", []):
             print(f"warning: {warning}", file=sys.stderr)
-    engine = manifest["export"].get("tensorrt", {}).get("engine")
-    if engine:
+    built = manifest["export"].get("engine_build", {}).get("built_here")
+    if built:
         print(
-            f"  built model.engine here: TensorRT {engine['tensorrt']}, {engine['precision']}, {engine['gpu']}"
+            f"  built {built['engine']} here: TensorRT {built['tensorrt_version']}, {built['precision']}, {built['gpu']}"
         )
     print("next:")
     for line in next_commands(folder, manifest):

@@ -10,6 +10,7 @@ import os
 import sys
 import time
 
+from .atomic import AtomicFile, discard, publish, temp_name
 from .decode_bottomup import DET_THRESHOLD, TAG_THRESHOLD
 from .errors import EdgeposeError
 from .runtime import BACKENDS
@@ -111,7 +112,7 @@ def run(args, model_dir, runtime=None):
     )
     skeleton = skeleton_for(manifest)
     frames_out = _FrameWriter(args.out, source)
-    lines = _AtomicFile(args.json) if args.json else None
+    lines = AtomicFile(args.json, "w") if args.json else None
     totals = {"pre": 0.0, "model": 0.0, "post": 0.0}
     count = 0
     start = time.perf_counter()
@@ -148,7 +149,7 @@ def run(args, model_dir, runtime=None):
         raise
     frames_out.close()
     if lines is not None:
-        lines.close()
+        lines.commit()
     if not args.quiet:
         wall = time.perf_counter() - start
         n = max(count, 1)
@@ -197,37 +198,6 @@ def _show(frame):
     return key in (27, ord("q"))
 
 
-def _temp_name(path):
-    """A hidden temporary name next to ``path`` with the same extension (OpenCV picks codecs by it)."""
-    folder, base = os.path.split(os.path.abspath(path))
-    stem, ext = os.path.splitext(base)
-    return os.path.join(folder, ".{}.partial{}".format(stem, ext))
-
-
-class _AtomicFile(object):
-    """A text file written under a temporary name and renamed into place on close."""
-
-    def __init__(self, path):
-        self.path = path
-        folder = os.path.dirname(os.path.abspath(path))
-        if not os.path.isdir(folder):
-            os.makedirs(folder)
-        self.tmp = _temp_name(path)
-        self.fh = open(self.tmp, "w")
-
-    def write(self, text):
-        self.fh.write(text)
-
-    def close(self):
-        self.fh.close()
-        os.replace(self.tmp, self.path)
-
-    def abort(self):
-        self.fh.close()
-        if os.path.exists(self.tmp):
-            os.remove(self.tmp)
-
-
 class _FrameWriter(object):
     """Annotated output: one image, a folder of images, or a video; temp name + rename for each file."""
 
@@ -248,14 +218,15 @@ class _FrameWriter(object):
             return
         if self.source.kind in ("image", "folder"):
             path = self.out if self.source.kind == "image" else os.path.join(self.out, name)
-            tmp = _temp_name(path)
+            tmp = temp_name(path)
             if not cv2.imwrite(tmp, frame):
+                discard(tmp)
                 raise EdgeposeError("cannot write image {}".format(path))
-            os.replace(tmp, path)
+            publish(tmp, path)
             return
         if self.video is None:
             ext = os.path.splitext(self.out)[1].lower()
-            self.tmp = _temp_name(self.out)
+            self.tmp = temp_name(self.out)
             fourcc = cv2.VideoWriter_fourcc(*VIDEO_CODECS[ext])
             fps = self.source.fps or 30.0
             self.video = cv2.VideoWriter(self.tmp, fourcc, fps, (frame.shape[1], frame.shape[0]))
@@ -268,12 +239,11 @@ class _FrameWriter(object):
     def close(self):
         if self.video is not None:
             self.video.release()
-            os.replace(self.tmp, self.out)
+            publish(self.tmp, self.out)
             self.video = None
 
     def abort(self):
         if self.video is not None:
             self.video.release()
             self.video = None
-            if os.path.exists(self.tmp):
-                os.remove(self.tmp)
+            discard(self.tmp)

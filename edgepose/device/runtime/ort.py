@@ -1,17 +1,20 @@
 """onnxruntime backend (host, Raspberry Pi, any CPU; GPU providers if the manifest asks for them)."""
 
 from ..errors import EdgeposeError
+from ..formats import backend_of_module
 from .base import Runtime, fixed_batch, require
+
+BACKEND = backend_of_module(__name__)
 
 
 class OnnxRuntime(Runtime):
     """An ``onnxruntime.InferenceSession`` behind the common interface."""
 
-    backend = "onnxruntime"
+    backend = BACKEND.name
 
     def __init__(self, path, manifest, threads=None):
         Runtime.__init__(self, path, manifest, threads)
-        ort = require("onnxruntime", "pip install onnxruntime")
+        ort = require(BACKEND.packages[0], "pip install onnxruntime")
         self.version = ort.__version__
         options = ort.SessionOptions()
         if threads:
