@@ -19,6 +19,7 @@ from edgepose.errors import EdgeposeError
 SUBCOMMANDS = (
     "edgepose.cli.models_cmd",
     "edgepose.cli.macs_cmd",
+    "edgepose.cli.weights_cmd",
     "edgepose.cli.export_cmd",
     "edgepose.cli.infer_cmd",
     "edgepose.cli.bench_cmd",
