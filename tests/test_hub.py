@@ -398,9 +398,9 @@ def test_resolved_by_name_then_loaded_into_the_model(server, tmp_path):
     data = buf.getvalue()
     _, url = _serve(server, "xs", data)
     got = resolve_weights("xs", model="litepose-xs", catalog=_catalog(_entry("xs", url)), home=tmp_path)
-    fresh = load_weights(build_model("litepose-xs"), got.path)
+    loaded = load_weights(build_model("litepose-xs"), got.path).state_dict()
     for key, value in source.state_dict().items():
-        torch.testing.assert_close(fresh.state_dict()[key], value, rtol=0, atol=0)
+        torch.testing.assert_close(loaded[key], value, rtol=0, atol=0)
 
 
 # --- the CLI -------------------------------------------------------------------------------------

@@ -181,9 +181,9 @@ def test_mmpose_bottom_up_prefixes_are_stripped(tmp_path):
     }
     path = tmp_path / "higher_hrnet16_mmpose.pth"
     torch.save({"meta": {"epoch": 300}, "state_dict": state}, path)
-    fresh = load_weights(build_model("higherhrnet-w16", dataset="coco"), path)
+    loaded = load_weights(build_model("higherhrnet-w16", dataset="coco"), path).state_dict()
     for key, value in source.state_dict().items():
-        torch.testing.assert_close(fresh.state_dict()[key], value, rtol=0, atol=0)
+        torch.testing.assert_close(loaded[key], value, rtol=0, atol=0)
 
 
 def test_lite_hrnet_keeps_its_own_backbone_prefix(tmp_path):
