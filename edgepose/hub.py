@@ -313,6 +313,14 @@ def _download_url(entry: CatalogEntry, url: str, part: Path, show: bool) -> str:
     return digest
 
 
+def _gdown_why(exc: Exception) -> str:
+    """gdown's failure in a few words (requests' connection errors run to several hundred characters)."""
+    if type(exc).__name__ in ("ConnectionError", "NameResolutionError", "MaxRetryError", "Timeout"):
+        return "offline, or Google Drive is unreachable"
+    first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    return first if len(first) <= 160 else first[:157] + "..."
+
+
 def _fetch_gdrive(entry: CatalogEntry, folder: Path, dest: Path, show: bool) -> Path:
     """Download a Google Drive file with gdown into a staging folder of its own; return that file."""
     manual = f"download {entry.gdrive_url} by hand and put it at {dest}"
@@ -328,8 +336,9 @@ def _fetch_gdrive(entry: CatalogEntry, folder: Path, dest: Path, show: bool) -> 
     try:
         got = gdown.download(id=entry.gdrive, output=str(out), quiet=not show, resume=True)
     except Exception as exc:  # gdown's own errors, requests', OSError: all mean "did not get it"
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise EdgeposeError(f"cannot download {entry.name} from Google Drive ({first}): {manual}") from None
+        raise EdgeposeError(
+            f"cannot download {entry.name} from Google Drive ({_gdown_why(exc)}): {manual}"
+        ) from None
     if not got or not out.is_file():
         raise EdgeposeError(f"cannot download {entry.name} from Google Drive: {manual}")
     _check_payload(out, f"Google Drive ({entry.gdrive_url})")

@@ -345,6 +345,23 @@ def test_a_gdown_failure_is_one_line(tmp_path, monkeypatch):
     assert "\n" not in msg and not (weights_dir(tmp_path) / "drive.pth").exists()
 
 
+def test_gdown_offline_is_short(tmp_path, monkeypatch):
+    class ConnectionError(OSError):  # what requests raises, with a message of several hundred characters
+        pass
+
+    def download(**_):
+        raise ConnectionError(
+            "HTTPSConnectionPool(host='drive.google.com', port=443): Max retries " + "x" * 300
+        )
+
+    monkeypatch.setitem(sys.modules, "gdown", types.SimpleNamespace(download=download))
+    with pytest.raises(EdgeposeError) as err:
+        resolve_weights("drive", catalog=_catalog(_entry("drive", gdrive="FILEID")), home=tmp_path)
+    assert str(err.value).startswith(
+        "cannot download drive from Google Drive (offline, or Google Drive is unreachable): download "
+    )
+
+
 def test_gdown_takes_the_arguments_edgepose_passes():
     gdown = pytest.importorskip("gdown", reason="the optional `weights` extra is not installed")
     import inspect
