@@ -20,6 +20,7 @@ SUBCOMMANDS = (
     "edgepose.cli.models_cmd",
     "edgepose.cli.macs_cmd",
     "edgepose.cli.targets_cmd",
+    "edgepose.cli.weights_cmd",
     "edgepose.cli.export_cmd",
     "edgepose.cli.infer_cmd",
     "edgepose.cli.bench_cmd",
