@@ -19,7 +19,6 @@ The downloading itself uses only the standard library (torch reads the file late
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import http.client
 import json
 import os
@@ -34,6 +33,8 @@ from pathlib import Path
 from typing import Any
 
 from edgepose import __version__
+from edgepose.atomic import write_text
+from edgepose.device.manifest import sha256_of
 from edgepose.errors import EdgeposeError
 from edgepose.models.catalog import Catalog, CatalogEntry, load_catalog
 
@@ -97,17 +98,7 @@ def _read_index(folder: Path) -> dict[str, dict[str, Any]]:
 
 
 def _write_index(folder: Path, files: dict[str, dict[str, Any]]) -> None:
-    tmp = folder / f".{INDEX_FILE}.{os.getpid()}.tmp"
-    tmp.write_text(json.dumps({"files": files}, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    os.replace(tmp, folder / INDEX_FILE)
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    write_text(folder / INDEX_FILE, json.dumps({"files": files}, indent=2, sort_keys=True) + "\n")
 
 
 def _matches(digest: str, expected: str | None) -> bool:
@@ -297,12 +288,12 @@ def _download_url(entry: CatalogEntry, url: str, part: Path, show: bool) -> str:
     """Download ``url`` into ``part`` (resuming a partial one) and verify it; return its sha256."""
     resumed = part.exists() and part.stat().st_size > 0
     _transfer(url, part, entry.name, show)
-    digest = sha256_file(part)
+    digest = sha256_of(part)
     if not _matches(digest, entry.sha256) and resumed:
         # The part on disk may be from another file (an older catalog): start over once.
         part.unlink()
         _transfer(url, part, entry.name, show)
-        digest = sha256_file(part)
+        digest = sha256_of(part)
     if not _matches(digest, entry.sha256):
         part.unlink()  # our own download, and wrong: nothing to resume from
         raise EdgeposeError(
@@ -354,7 +345,7 @@ def _check_cached(
     entry: CatalogEntry, path: Path, folder: Path, origin: str, digest: str | None = None
 ) -> str:
     """Hash the cached file; check it against the index (if seen before) or the catalog; record it."""
-    digest = digest or sha256_file(path)
+    digest = digest or sha256_of(path)
     with _locked(folder, INDEX_FILE):
         return _check_and_record(entry, path, folder, origin, digest)
 
@@ -459,7 +450,7 @@ def resolve_weights(
     if path.exists():
         if not path.is_file():
             raise EdgeposeError(f"--weights {text}: a folder, not a checkpoint file")
-        return ResolvedWeights(path=path.resolve(), kind="file", sha256=sha256_file(path))
+        return ResolvedWeights(path=path.resolve(), kind="file", sha256=sha256_of(path))
     catalog = catalog or load_catalog()
     entry = catalog.find(text)
     if entry is None:

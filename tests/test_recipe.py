@@ -130,3 +130,11 @@ def test_folder_name_is_one_function_of_the_resolved_recipe():
         recipe.folder_name("litepose-xs", "crowdpose", (256, 256))
         == "litepose-xs-crowdpose-256x256-rpi4-int8"
     )
+
+
+def test_next_steps_are_checked_for_their_placeholders(tmp_path):
+    assert "{path}" in load_recipe("rpi4").next_steps[0]
+    with pytest.raises(EdgeposeError, match=r"next_steps may use \{folder\}, \{path\}.*not \['where'\]"):
+        load_recipe(write(tmp_path, 'format = "onnx"\nopset = 13\nnext_steps = ["go {where}"]\n'))
+    with pytest.raises(EdgeposeError, match="next_steps must be a list of strings"):
+        load_recipe(write(tmp_path, 'format = "onnx"\nopset = 13\nnext_steps = "run it"\n'))

@@ -5,9 +5,10 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from pathlib import Path
 
-from edgepose.device.formats import PRECISIONS
+from edgepose.device.formats import PRECISIONS, model_files
 
 
 def register(subparsers) -> None:
@@ -25,7 +26,12 @@ def register(subparsers) -> None:
         help="recipe name (export/<name>.toml) or path to a recipe .toml; `edgepose targets` lists them",
     )
     p.add_argument("--dataset", help="keypoint set / head: coco, crowdpose or mpii (default: the model's)")
-    p.add_argument("--weights", metavar="CKPT", help="checkpoint to load (default: random initialisation)")
+    p.add_argument(
+        "--weights",
+        metavar="CKPT|NAME",
+        help="a checkpoint file, or a released checkpoint by name (`edgepose weights`; downloaded once); "
+        "default: random weights, with a warning",
+    )
     p.add_argument(
         "--input", metavar="HxW", help="input size, e.g. 448x448 or 256x192 (default: the paper's)"
     )
@@ -51,27 +57,27 @@ def _size(path: Path) -> str:
     return f"{path.stat().st_size / 1e6:.2f} MB"
 
 
-def next_commands(folder: Path, manifest: dict) -> list[str]:
-    """What to run next with this folder (on the device)."""
-    lines = []
-    engine = manifest.get("engine")
-    if engine and not (folder / engine["engine"]).exists():
-        lines += [
-            f"copy {folder} to the Jetson, then on the Jetson:",
-            f"  python3 {folder}/build_engine.py        # or: sh {folder}/trtexec.sh",
-        ]
-    source = "photo.jpg" if manifest["model"]["kind"] == "top-down" else "0"
-    lines.append(f"  python3 {folder}/run.py --source {source}")
-    if engine:
-        lines.append(f"  {engine['trtexec']} --loadEngine={folder}/{engine['engine']}")
-    return lines
+def next_commands(folder: Path, manifest: dict, steps: tuple[str, ...]) -> list[str]:
+    """What to do next with this folder: the recipe's ``next_steps``, filled in for this export."""
+    source = "person.jpg" if manifest["model"]["kind"] == "top-down" else "crowd.jpg"
+    fields = {
+        "folder": folder.name,
+        "path": str(folder.resolve()),
+        "model": manifest["model"]["name"],
+        "source": source,
+    }
+    lines = [step.format(**fields) for step in steps]
+    return lines or [f"  python3 {fields['path']}/run.py --source {source} --out out.jpg"]
 
 
 def run(args: argparse.Namespace) -> int:
     """Export, then print the folder, the model file's size, the parity figures and the next commands."""
     from edgepose.export.parity import summary
     from edgepose.export.pipeline import MANIFEST, export_model
+    from edgepose.export.recipe import load_recipe
 
+    recipe = load_recipe(args.target)
+    start = time.monotonic()
     folder = export_model(
         args.model,
         args.target,
@@ -85,13 +91,22 @@ def run(args: argparse.Namespace) -> int:
         out=args.out,
         build=args.build,
     )
+    seconds = time.monotonic() - start
     manifest = json.loads((folder / MANIFEST).read_text())
+    if manifest["model"]["weights"]["kind"] == "random":
+        print(
+            f"warning: {args.model} has random weights (no --weights): the export is real, the poses are "
+            f"meaningless; `edgepose weights --model {args.model}` lists the released checkpoints",
+            file=sys.stderr,
+        )
     if args.json:
         print(json.dumps(manifest, indent=2))
         return 0
-    model_files = [n for n in manifest["artifacts"] if n.startswith("model.")]
-    print(f"exported {args.model} ({manifest['model']['dataset']}) for {manifest['target']} -> {folder}")
-    for name in model_files:
+    print(
+        f"exported {args.model} ({manifest['model']['dataset']}) for {manifest['target']} in {seconds:.0f} s "
+        f"-> {folder.resolve()}"
+    )
+    for name in (n for n in manifest["artifacts"] if n in model_files()):
         print(f"  {name}: {_size(folder / name)}, input {manifest['input']['shape']}")
     print(f"  precision: {manifest['precision']} ({manifest['format']})")
     if manifest.get("parity"):
@@ -104,6 +119,6 @@ def run(args: argparse.Namespace) -> int:
             f"  built {built['engine']} here: TensorRT {built['tensorrt_version']}, {built['precision']}, {built['gpu']}"
         )
     print("next:")
-    for line in next_commands(folder, manifest):
-        print(line)
+    for line in next_commands(folder, manifest, recipe.next_steps):
+        print(f"  {line}")
     return 0

@@ -35,6 +35,7 @@ from edgepose.device.skeletons import get_skeleton
 from edgepose.errors import EdgeposeError
 from edgepose.export import parity
 from edgepose.export.recipe import Recipe, load_recipe, resolve
+from edgepose.hub import ResolvedWeights, resolve_weights
 from edgepose.models import build_model, check_input_size, get_spec, load_weights, parse_size
 from edgepose.models.registry import ModelSpec, OutputSpec
 
@@ -47,25 +48,11 @@ MEANINGS = {
 # other processes share the cores (pytest -n 2, a benchmark next door); one thread is never that slow.
 EXPORT_THREADS = 1
 RANDOM_SEED = 0  # random weights are seeded: the same command gives the same file
+RANDOM_WEIGHTS = {"kind": "random", "seed": RANDOM_SEED, "note": "random weights: the poses mean nothing"}
 RUN_PY = """\
 import os, sys; HERE = os.path.dirname(os.path.abspath(__file__)); sys.path.insert(0, HERE); \
 from edgepose_device.cli import main; sys.exit(main(model_dir=HERE))
 """
-
-
-@dataclass(frozen=True)
-class Weights:
-    """Which weights an export used: seeded random ones, or a checkpoint file (and its catalog entry)."""
-
-    path: Path | None = None
-    catalog: str | None = None  # the catalog name the file was resolved from
-
-    def to_dict(self) -> dict[str, Any]:
-        """The manifest's ``model.weights``."""
-        if self.path is None:
-            return {"kind": "random", "seed": RANDOM_SEED, "note": "random weights: the poses mean nothing"}
-        kind = {"kind": "catalog", "name": self.catalog} if self.catalog else {"kind": "file"}
-        return {**kind, "file": self.path.name, "sha256": sha256_of(self.path)}
 
 
 @dataclass(frozen=True)
@@ -79,7 +66,7 @@ class ExportJob:
     input_size: tuple[int, int]  # (H, W)
     recipe: Recipe  # resolved: flags applied
     stage: Path
-    weights: Weights = Weights()
+    weights: ResolvedWeights | None = None  # None: seeded random weights
     calib: Path | None = None
     build: bool = False
 
@@ -170,21 +157,27 @@ def export_model(
     out: str | os.PathLike | None = None,
     build: bool = False,
 ) -> Path:
-    """Export ``model_name`` for ``target`` (a recipe name, path or object); return the artifact folder."""
+    """Export ``model_name`` for ``target`` (a recipe name, path or object); return the artifact folder.
+
+    ``weights``: a checkpoint file, or the name of a released checkpoint (``edgepose weights``; downloaded
+    on first use), whose dataset and input size then become the defaults. None: seeded random weights.
+    """
     spec = get_spec(model_name)
     recipe = target if isinstance(target, Recipe) else load_recipe(target)
     recipe = resolve(recipe, precision=precision, opset=opset, dynamic_batch=dynamic_batch)
     if isinstance(input_size, str):
         input_size = parse_size(input_size)
-    height, width = input_size or spec.input_size
+    used = resolve_weights(weights, model=model_name, dataset=dataset) if weights else None
+    released = used.entry if used is not None else None
+    dataset = dataset or (released.dataset if released else None)
+    height, width = input_size or (released.input_size if released else spec.input_size)
     check_input_size(spec, height, width)
     lowering = _import_lowering(recipe.format)
 
     with torch.random.fork_rng():
         torch.manual_seed(RANDOM_SEED)
         model = build_model(model_name, dataset=dataset)
-    used = Weights(Path(weights)) if weights else Weights()
-    if used.path is not None:
+    if used is not None:
         load_weights(model, used.path)
     model.eval()
     calib_path = Path(calib) if calib else None
@@ -272,7 +265,7 @@ def model_section(job: ExportJob) -> dict[str, Any]:
         "limbs": skeleton["limbs"],
         "params": sum(p.numel() for p in job.model.parameters()),
         "macs": _macs(job.model, job.input_size),
-        "weights": job.weights.to_dict(),
+        "weights": job.weights.manifest_record() if job.weights else RANDOM_WEIGHTS,
     }
 
 

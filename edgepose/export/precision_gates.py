@@ -119,7 +119,7 @@ def int8_warning(job: ExportJob, result: dict, other: dict) -> str:
     """Why an int8 file passed below the recipe's bar, and what to do about it."""
     then = (
         "these are random weights: judge int8 with your trained checkpoint (--weights) on your own data"
-        if job.weights.path is None
+        if job.weights is None
         else "check int8 accuracy on your own data before deploying it, or deploy fp16"
     )
     return (

@@ -10,6 +10,7 @@ the manifest by name and content hash. ``--target`` takes a recipe name or the p
 from __future__ import annotations
 
 import os
+import string
 from dataclasses import dataclass, field, replace
 from typing import Any, NamedTuple
 
@@ -23,9 +24,10 @@ PARITY_THRESHOLDS = ("max_abs_diff", "mean_abs_diff", "min_sqnr_db", "min_peak_a
 PARITY_SETTINGS = ("noise_factor", "noisy_min_sqnr_db")
 PARITY_KEYS = PARITY_THRESHOLDS + PARITY_SETTINGS
 RUNTIME_KEYS = ("backend", "threads", "delegate", "delegates")
+NEXT_STEP_FIELDS = ("folder", "path", "model", "source")
 _TOP_KEYS = (
     "name", "description", "format", "precision", "precisions", "opset", "dynamic_batch",
-    "calib_max_images", "parity", "runtime", *FORMATS,
+    "calib_max_images", "next_steps", "parity", "runtime", *FORMATS,
 )  # fmt: skip
 
 
@@ -64,6 +66,9 @@ class Recipe:
     calib_max_images: int = 200  # int8 calibration reads at most this many images (sorted by name)
     # Parity limits: "default" applies to every precision without its own table.
     parity_tables: dict[str, dict[str, float]] = field(default_factory=dict)
+    # What to do with the folder next, printed after an export: {folder} (its name), {path} (absolute),
+    # {source} (an example input that fits the model).
+    next_steps: tuple[str, ...] = ()
     source: str = ""  # where it was read from, for messages only (never written into an artifact)
     sha256: str = ""  # of the recipe file's bytes
 
@@ -195,6 +200,18 @@ def parse_recipe(
         raise EdgeposeError(
             f"{where}: precisions must be drawn from {', '.join(spec.precisions)} (format {fmt}), got {bad}"
         )
+    steps = data.get("next_steps", [])
+    if not (isinstance(steps, list) and all(isinstance(s, str) for s in steps)):
+        raise EdgeposeError(f"{where}: next_steps must be a list of strings")
+    for step in steps:
+        try:
+            fields = {name for _, name, _, _ in string.Formatter().parse(step) if name is not None}
+        except ValueError as exc:
+            raise EdgeposeError(f"{where}: next_steps {step!r}: {exc}") from None
+        if not fields <= set(NEXT_STEP_FIELDS):
+            raise EdgeposeError(
+                f"{where}: next_steps may use {{{'}, {'.join(NEXT_STEP_FIELDS)}}}, not {sorted(fields - set(NEXT_STEP_FIELDS))}"
+            )
     calib = data.get("calib_max_images", 200)
     if isinstance(calib, bool) or not isinstance(calib, int) or calib < 1:
         raise EdgeposeError(f"{where}: calib_max_images must be a positive integer, got {calib!r}")
@@ -209,6 +226,7 @@ def parse_recipe(
         runtime=parse_runtime(dict(data.get("runtime", {})), fmt, where),
         options=parse_options(spec.options, dict(data.get(fmt, {})), f"{where} [{fmt}]"),
         calib_max_images=calib,
+        next_steps=tuple(steps),
         parity_tables=parse_parity(dict(data.get("parity", {})), where),
         source=source,
         sha256=sha256,
