@@ -40,11 +40,47 @@ def build_parser() -> argparse.ArgumentParser:
         try:
             module = importlib.import_module(module_name)
         except ModuleNotFoundError as exc:
-            if exc.name != module_name:
-                raise
+            if exc.name == module_name:
+                continue
+            _unavailable(sub, module_name, exc)
             continue
         module.register(sub)
     return parser
+
+
+# A package that is not installed -> the extra that brings it (a core install has torch and numpy only).
+EXTRAS = {
+    "cv2": "device", "onnxruntime": "device", "onnx": "export", "onnxslim": "export", "skimage": "export",
+    "litert_torch": "tflite", "ai_edge_quantizer": "tflite", "ai_edge_litert": "tflite",
+    "matplotlib": "bench", "gdown": "weights", "pycocotools": "accuracy",
+}  # fmt: skip
+# Commands whose every use needs more than the core; a missing OpenCV there means this extra.
+COMMAND_EXTRAS = {"export": "export", "infer": "device", "bench": "device"}
+
+
+def needs_extra(exc: ModuleNotFoundError, command: str | None) -> str | None:
+    """The one line saying which extra brings the package ``exc`` names, or None if it is not ours to name."""
+    top = (exc.name or "").split(".")[0]
+    if top not in EXTRAS:
+        return None
+    extra = COMMAND_EXTRAS.get(command or "", EXTRAS[top]) if top == "cv2" else EXTRAS[top]
+    what = f"`edgepose {command}`" if command else "this command"
+    return f"{what} needs {top}, which is not installed: pip install 'edgepose[{extra}]'"
+
+
+def _unavailable(sub, module_name: str, exc: ModuleNotFoundError) -> None:
+    """Register a sub-command whose module cannot be imported here, so that using it says what to install."""
+    command = module_name.rsplit(".", 1)[-1].removesuffix("_cmd")
+    message = needs_extra(exc, command)
+    if message is None:
+        raise exc
+    p = sub.add_parser(command, help=f"(not installed: {message.split(': ', 1)[1]})", add_help=False)
+    p.add_argument("rest", nargs=argparse.REMAINDER)
+
+    def fail(args: argparse.Namespace) -> int:
+        raise EdgeposeError(message)
+
+    p.set_defaults(func=fail)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -54,6 +90,12 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except EdgeposeError as exc:
         print(f"edgepose: error: {exc}", file=sys.stderr)
+        return 2
+    except ModuleNotFoundError as exc:  # an optional package: say which extra brings it
+        message = needs_extra(exc, getattr(args, "command", None))
+        if message is None:
+            raise
+        print(f"edgepose: error: {message}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("edgepose: interrupted", file=sys.stderr)

@@ -8,13 +8,11 @@ import argparse
 import json
 import os
 import sys
-import time
 
 from .atomic import AtomicFile, discard, publish, temp_name
 from .decode_bottomup import DET_THRESHOLD, TAG_THRESHOLD
 from .errors import EdgeposeError
 from .runtime import BACKENDS
-from .sources import IMAGE_EXTS, BoxFile, Source
 
 VIDEO_CODECS = {".mp4": "mp4v", ".avi": "MJPG", ".mkv": "mp4v", ".mov": "mp4v"}
 
@@ -85,11 +83,13 @@ def main(argv=None, model_dir=None):
 
 def run(args, model_dir, runtime=None):
     """Run the pipeline over ``args.source``; ``runtime`` replaces the manifest's backend (host tools)."""
-    from .draw import draw_poses, draw_timings, skeleton_for
+    from .draw import FPS_COVERS, draw_poses, draw_timings, fps_text, skeleton_for
     from .manifest import load_manifest
     from .pipeline import PosePipeline
 
     manifest = load_manifest(model_dir)
+    from .sources import BoxFile, Source  # OpenCV: imported when frames are read, not for --help
+
     source = Source(args.source)
     _check_out(args.out, source)
     boxes = BoxFile(args.boxes) if args.boxes else None
@@ -111,11 +111,13 @@ def run(args, model_dir, runtime=None):
         manifest=manifest,
     )
     skeleton = skeleton_for(manifest)
+    warning = random_weights_warning(manifest)
+    if warning:
+        sys.stderr.write("run.py: warning: {}\n".format(warning))
     frames_out = _FrameWriter(args.out, source)
     lines = AtomicFile(args.json, "w") if args.json else None
     totals = {"pre": 0.0, "model": 0.0, "post": 0.0}
     count = 0
-    start = time.perf_counter()
     try:
         for index, name, frame in source:
             if args.max_frames is not None and count >= args.max_frames:
@@ -134,11 +136,14 @@ def run(args, model_dir, runtime=None):
                     "people": result["people"],
                     "timings_ms": {k: round(v, 3) for k, v in timings.items()},
                     "fps": round(fps, 2),
+                    "fps_covers": FPS_COVERS,
                 }
                 lines.write(json.dumps(record) + "\n")
             if args.out or args.show:
                 draw_poses(frame, result["people"], skeleton, threshold=args.kpt_threshold)
-                draw_timings(frame, timings, fps)
+                draw_timings(
+                    frame, timings, fps, "RANDOM WEIGHTS: poses are meaningless" if warning else None
+                )
                 frames_out.write(frame, name)
                 if args.show and _show(frame):
                     break
@@ -151,20 +156,29 @@ def run(args, model_dir, runtime=None):
     if lines is not None:
         lines.commit()
     if not args.quiet:
-        wall = time.perf_counter() - start
         n = max(count, 1)
+        per_frame = sum(totals.values()) / n
         print(
-            "{} frame(s) with {}: pre {:.1f} ms, model {:.1f} ms, post {:.1f} ms per frame; {:.1f} FPS "
-            "end to end".format(
+            "{} frame(s) with {}: pre {:.1f} ms, model {:.1f} ms, post {:.1f} ms per frame; {}".format(
                 count,
                 pipeline.runtime.describe(),
                 totals["pre"] / n,
                 totals["model"] / n,
                 totals["post"] / n,
-                count / wall if wall > 0 else 0.0,
+                fps_text(1000.0 / per_frame if per_frame > 0 else 0.0),
             )
         )
     return 0
+
+
+def random_weights_warning(manifest):
+    """The one-line warning for an artifact exported with random weights, else None."""
+    weights = manifest["model"].get("weights")
+    if weights is None or (isinstance(weights, dict) and weights.get("kind") == "random"):
+        return "{} was exported with random weights: the poses it finds are meaningless".format(
+            manifest["model"].get("name", "this model")
+        )
+    return None
 
 
 def _check_out(out, source):
@@ -172,6 +186,8 @@ def _check_out(out, source):
     if not out:
         return
     ext = os.path.splitext(out)[1].lower()
+    from .sources import IMAGE_EXTS
+
     if source.kind == "image" and ext not in IMAGE_EXTS:
         raise EdgeposeError(
             "--out for an image source must be an image file ({})".format(", ".join(IMAGE_EXTS))
