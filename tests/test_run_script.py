@@ -198,7 +198,7 @@ def test_the_overlay_text_sits_inside_its_box(width):
         frame, {"pre": 1.0, "model": 22.5, "post": 3.25}, 37.2, "RANDOM WEIGHTS: poses are meaningless"
     )
     dark = np.argwhere(frame.max(axis=2) == 0)  # the box
-    (y0, x0), (y1, x1) = dark.min(axis=0), dark.max(axis=0)
+    (y0, _), (y1, x1) = dark.min(axis=0), dark.max(axis=0)
     text = np.argwhere((frame.min(axis=2) > 200) & (np.arange(frame.shape[1])[None, :] <= x1))
     inside = text[(text[:, 0] >= y0) & (text[:, 0] <= y1)]
     assert len(inside) > 50  # white text drawn on the box
