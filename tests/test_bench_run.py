@@ -243,3 +243,10 @@ def test_every_shipped_profile_benchmarks_here_labelled_as_host_run(device, cach
         assert r["runtime"].startswith("tflite") and r["precision"] == (
             "fp32" if device == "rpi4" else "fp16"
         )
+
+
+def test_a_relative_cache_folder_works_from_any_directory(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main(bench_argv("host", Path("r.jsonl"), Path("rel-cache"), "--no-pipeline")) == 0
+    (r,) = read_records([tmp_path / "r.jsonl"])
+    assert r["timed"] == "model" and not list((tmp_path / "rel-cache").rglob("records.jsonl"))

@@ -67,7 +67,7 @@ class Local(Transport):
         self.on_device = profile.name == "host" or bool(match and match in machine.cpu_name())
 
     def push(self, folder: Path) -> str:
-        return str(folder)
+        return str(folder.resolve())  # commands run with the folder as their working directory
 
     def push_file(self, local: str | Path, remote: str) -> None:
         if str(local) != remote:
