@@ -26,13 +26,29 @@ def test_shipped_profiles_resolve_against_their_recipes():
 
 
 @pytest.mark.parametrize("name", ["host", "rpi4", "snapdragon855", "jetson-nano"])
-def test_every_precision_a_shipped_profile_allows_resolves(name):
+def test_every_runtime_and_precision_a_shipped_profile_allows_resolves(name):
     profile = load_profile(name)
-    allowed = [p for p in profile.recipe.precisions if profile.int8 or p != "int8"]
-    assert profile.precision in allowed
-    for precision in allowed:
-        resolved = profile.with_settings(precision=precision)
-        assert resolved.recipe.precision == precision and resolved.recipe.parity  # a gate for each
+    assert list(profile.runtimes)[0] == profile.recipe.runtime.backend  # the default runtime first
+    for runtime, recipe in profile.runtimes.items():
+        allowed = [p for p in recipe.precisions if profile.int8 or p != "int8"]
+        for precision in allowed:
+            resolved = profile.with_settings(precision=precision, runtime=runtime).recipe
+            assert (resolved.runtime.backend, resolved.precision) == (runtime, precision)
+            assert resolved.parity  # a gate for each
+
+
+def test_the_pi_can_be_timed_with_onnxruntime_instead_of_tflite():
+    pi = load_profile("rpi4")
+    assert list(pi.runtimes) == ["tflite", "onnxruntime"]
+    ort = pi.with_settings(runtime="onnxruntime")
+    assert (ort.recipe.name, ort.recipe.format, ort.threads) == ("onnx", "onnx", 4)  # the Pi's 4 cores
+    with pytest.raises(
+        EdgeposeError,
+        match=r"rpi4 \(devices/rpi4.toml\) has no runtime 'tensorrt'; choose one of: tflite, onnxruntime",
+    ):
+        pi.with_settings(runtime="tensorrt")
+    with pytest.raises(EdgeposeError, match="disagrees with its recipe export/onnx.toml: .*precision 'int8'"):
+        pi.with_settings(precision="int8", runtime="onnxruntime")
 
 
 def test_int8_on_the_nano_is_refused_naming_the_profile():
@@ -72,6 +88,8 @@ def test_user_profile_by_path_and_its_errors(tmp_path):
         ('recipe = "onnx"\nengine_builder = "trtexec"\n', "engine_builder"),
         ('recipe = "jetson"\nengine_builder = "magic"\n', "engine_builder"),
         ('recipe = "onnx"\n[native]\ntool = "stopwatch"\n', "native.tool"),
+        ('recipe = "rpi4"\n[runtimes.onnxruntime]\nrecipe = "jetson"\n', "runs on tensorrt, not onnxruntime"),
+        ('recipe = "rpi4"\n[runtimes.onnxruntime]\nthreads = 2\n', "needs a recipe"),
         ("[reach]\n", "needs a 'recipe'"),
         ("recipe = \n", "not valid TOML"),
     ]:

@@ -21,8 +21,9 @@ REACH_METHODS = ("local", "ssh", "adb")
 ENGINE_BUILDERS = ("python", "trtexec")
 _TOP_KEYS = (
     "name", "description", "recipe", "precision", "threads", "delegate", "engine_builder", "models",
-    "paper_column", "hardware", "reach", "native",
+    "paper_column", "hardware", "reach", "native", "runtimes",
 )  # fmt: skip
+RUNTIME_CHOICE_KEYS = ("recipe", "precision", "threads", "delegate")
 
 
 @dataclass(frozen=True)
@@ -57,6 +58,8 @@ class DeviceProfile:
     paper_column: str | None = None
     hardware: dict[str, Any] = field(default_factory=dict)
     label: str = ""  # devices/<name>.toml, or the user's path
+    # Every runtime the device can be timed with (``--runtime``) -> its resolved recipe; the default first.
+    runtimes: dict[str, Recipe] = field(default_factory=dict)
 
     @property
     def precision(self) -> str:
@@ -75,9 +78,18 @@ class DeviceProfile:
         """False where the hardware cannot run int8 (a Jetson Nano): int8 is refused, never faked."""
         return bool(self.hardware.get("int8", True))
 
-    def with_settings(self, precision: str | None = None, threads: int | None = None) -> DeviceProfile:
-        """The profile with a precision / thread count from the command line, checked like the file's."""
-        return replace(self, recipe=self._resolve(self.recipe, precision, threads))
+    def with_settings(
+        self, precision: str | None = None, threads: int | None = None, runtime: str | None = None
+    ) -> DeviceProfile:
+        """The profile with a runtime / precision / thread count from the command line, checked like the file's."""
+        recipe = self.recipe
+        if runtime is not None:
+            if runtime not in self.runtimes:
+                raise EdgeposeError(
+                    f"{self.name} ({self.label}) has no runtime {runtime!r}; choose one of: {', '.join(self.runtimes)}"
+                )
+            recipe = self.runtimes[runtime]
+        return replace(self, recipe=self._resolve(recipe, precision, threads))
 
     def _resolve(self, recipe: Recipe, precision: str | None, threads: int | None, **extra) -> Recipe:
         if precision == "int8" and not self.int8:
@@ -152,7 +164,26 @@ def parse_profile(data: dict[str, Any], label: str, default_name: str) -> Device
     resolved = profile._resolve(
         recipe, data.get("precision"), data.get("threads"), delegate=data.get("delegate")
     )
-    return replace(profile, recipe=resolved)
+    runtimes = {resolved.runtime.backend: resolved}
+    choices = data.get("runtimes", {})
+    if not isinstance(choices, dict):
+        raise EdgeposeError(
+            f"{label}: [runtimes] must hold one table per runtime, e.g. [runtimes.onnxruntime]"
+        )
+    for backend, table in choices.items():
+        where = f"{label} [runtimes.{backend}]"
+        unknown = sorted(set(table) - set(RUNTIME_CHOICE_KEYS)) if isinstance(table, dict) else ["?"]
+        if unknown or "recipe" not in table:
+            raise EdgeposeError(f"{where}: needs a recipe and may set only {', '.join(RUNTIME_CHOICE_KEYS)}")
+        other = load_recipe(table["recipe"])
+        if other.runtime.backend != backend:
+            raise EdgeposeError(
+                f"{where}: recipe {other.name!r} runs on {other.runtime.backend}, not {backend}"
+            )
+        runtimes[backend] = profile._resolve(
+            other, table.get("precision"), table.get("threads"), delegate=table.get("delegate")
+        )
+    return replace(profile, recipe=resolved, runtimes=runtimes)
 
 
 def load_profile(name_or_path: str) -> DeviceProfile:

@@ -49,11 +49,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 # A package that is not installed -> the extra that brings it (a core install has torch and numpy only).
+# These are pip extras and import names; some are spelled like a format, and are not one.
 EXTRAS = {
-    "cv2": "device", "onnxruntime": "device", "onnx": "export", "onnxslim": "export", "skimage": "export",
-    "litert_torch": "tflite", "ai_edge_quantizer": "tflite", "ai_edge_litert": "tflite",
-    "matplotlib": "bench", "gdown": "weights", "pycocotools": "accuracy",
-}  # fmt: skip
+    "device": ("cv2", "onnxruntime"),  # pip names, not formats
+    "export": ("onnx", "onnxslim", "skimage"),  # pip names, not formats
+    "tflite": ("litert_torch", "ai_edge_quantizer", "ai_edge_litert"),  # pip names, not formats
+    "bench": ("matplotlib",),
+    "weights": ("gdown",),
+    "accuracy": ("pycocotools",),
+}
+EXTRA_OF = {package: extra for extra, packages in EXTRAS.items() for package in packages}
 # Commands whose every use needs more than the core; a missing OpenCV there means this extra.
 COMMAND_EXTRAS = {"export": "export", "infer": "device", "bench": "device"}
 
@@ -61,9 +66,9 @@ COMMAND_EXTRAS = {"export": "export", "infer": "device", "bench": "device"}
 def needs_extra(exc: ModuleNotFoundError, command: str | None) -> str | None:
     """The one line saying which extra brings the package ``exc`` names, or None if it is not ours to name."""
     top = (exc.name or "").split(".")[0]
-    if top not in EXTRAS:
+    if top not in EXTRA_OF:
         return None
-    extra = COMMAND_EXTRAS.get(command or "", EXTRAS[top]) if top == "cv2" else EXTRAS[top]
+    extra = COMMAND_EXTRAS.get(command or "", EXTRA_OF[top]) if top == "cv2" else EXTRA_OF[top]
     what = f"`edgepose {command}`" if command else "this command"
     return f"{what} needs {top}, which is not installed: pip install 'edgepose[{extra}]'"
 

@@ -38,6 +38,10 @@ def register(subparsers) -> None:
         help="seconds each for the warm-up and the timed runs of a measurement (default 20)",
     )
     p.add_argument("--threads", type=int, help="runtime threads (default: the profile's)")
+    p.add_argument(
+        "--runtime",
+        help="one of the profile's runtimes (e.g. rpi4: tflite or onnxruntime; default: its first)",
+    )
     p.add_argument("--cpus", help="pin to these CPUs, e.g. 4-7")
     p.add_argument("--no-pipeline", action="store_true", help="time the model only, not pre / model / post")
     p.add_argument(
@@ -102,7 +106,7 @@ def run(args: argparse.Namespace) -> int:
     from edgepose.errors import EdgeposeError
     from edgepose.models.registry import parse_size
 
-    profile = load_profile(args.device).with_settings(precision=args.precision, threads=args.threads)
+    profile = load_profile(args.device).with_settings(args.precision, args.threads, args.runtime)
     if args.paper and args.models:
         raise EdgeposeError("give --models or --paper, not both")
     if args.paper:

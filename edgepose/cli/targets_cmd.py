@@ -43,7 +43,7 @@ def target_rows() -> list[dict[str, Any]]:
                 + [b for b in fmt.backends if b != recipe.runtime.backend],
                 "precisions": list(recipe.precisions),
                 "default_precision": recipe.precision,
-                "devices": [p.name for p in profiles if p.recipe.name == recipe.name],
+                "devices": [p.name for p in profiles if recipe.name in (r.name for r in p.runtimes.values())],
                 "description": recipe.description,
             }
         )
