@@ -1,21 +1,26 @@
 """The networks: a registry of LitePose, Lite-HRNet and the papers' baselines."""
 
 from edgepose.models.registry import (
+    Family,
     ModelSpec,
     OutputSpec,
+    Variant,
     build_model,
     check_forward_input,
     check_input_size,
     get_spec,
     list_models,
     parse_size,
+    register_family,
     register_model,
 )
 from edgepose.models.weights import load_weights
 
 __all__ = [
+    "Family",
     "ModelSpec",
     "OutputSpec",
+    "Variant",
     "build_model",
     "check_forward_input",
     "check_input_size",
@@ -23,5 +28,6 @@ __all__ = [
     "list_models",
     "load_weights",
     "parse_size",
+    "register_family",
     "register_model",
 ]
