@@ -173,80 +173,16 @@ def test_int8_needs_fast_int8_and_calibration(folder, tmp_path):
 # ---- the API switch between TensorRT 8.x and >= 8.4 / 10.x, against a stand-in module ----
 
 
-class FakeTensorRT:
-    """Just enough of the ``tensorrt`` module to drive build_engine's version-dependent calls."""
+def _stand_in():
+    """The stand-in ``tensorrt`` module's factory (tests/data/fake_tensorrt), loaded by path."""
+    path = Path(__file__).parent / "data" / "fake_tensorrt" / "tensorrt" / "__init__.py"
+    spec = importlib.util.spec_from_file_location("fake_tensorrt", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.FakeTensorRT
 
-    class Logger:
-        WARNING, VERBOSE = 1, 0
 
-        def __init__(self, level):
-            self.level = level
-
-    class NetworkDefinitionCreationFlag:
-        EXPLICIT_BATCH = 0
-
-    class MemoryPoolType:
-        WORKSPACE = "workspace"
-
-    class BuilderFlag:
-        FP16, INT8 = "fp16", "int8"
-
-    class IInt8EntropyCalibrator2:
-        def __init__(self):
-            pass
-
-    def __init__(self, version, fast_int8=False, pools=True):
-        self.__version__ = version
-        self.log = []
-        trt = self
-
-        class Input:
-            name, shape = "input", [1, 3, 64, 64]
-
-        class Network:
-            num_inputs = 1
-
-            def get_input(self, i):
-                return Input()
-
-        class Parser:
-            num_errors = 0
-
-            def __init__(self, network, logger):
-                pass
-
-            def parse(self, data):
-                trt.log.append(("parse", len(data)))
-                return True
-
-        class Config:
-            def set_flag(self, flag):
-                trt.log.append(("flag", flag))
-
-            def __setattr__(self, name, value):
-                trt.log.append((name, value))
-
-        if pools:
-            Config.set_memory_pool_limit = lambda self, pool, size: trt.log.append(("pool", pool, size))
-
-        class Builder:
-            platform_has_fast_fp16 = True
-            platform_has_fast_int8 = fast_int8
-
-            def __init__(self, logger):
-                pass
-
-            def create_network(self, flags):
-                trt.log.append(("network_flags", flags))
-                return Network()
-
-            def create_builder_config(self):
-                return Config()
-
-            def build_serialized_network(self, network, config):
-                return b"PLAN"
-
-        self.Builder, self.OnnxParser = Builder, Parser
+FakeTensorRT = _stand_in()
 
 
 @pytest.mark.parametrize("version, pools, flags", [("8.2.1.8", False, 1), ("10.3.0", True, 0)])

@@ -17,7 +17,7 @@ from edgepose.bench.profiles import DeviceProfile
 from edgepose.bench.transports import Transport
 from edgepose.bench.trtexec import parse_trtexec, trtexec_stats
 from edgepose.device import bench as device_bench
-from edgepose.device import build_engine
+from edgepose.device import trtexec_build
 from edgepose.device.formats import get_format
 
 
@@ -87,7 +87,7 @@ def time_with_trtexec(
     """Time the engine the artifact's builder made, with trtexec on the device (it loads, never rebuilds)."""
     trtexec = (profile.native.path if profile.native else None) or profile.recipe.options.trtexec
     engine = manifest["engine"]["engine"]
-    cmd = [trtexec, *build_engine.trtexec_time_args(engine, opts.runs)]
+    cmd = [trtexec, *trtexec_build.trtexec_time_args(engine, opts.runs)]
     proc = transport.run(cmd, remote_dir, opts.remote_timeout)
     parsed = parse_trtexec(proc.stdout + (proc.stderr or ""))
     return native_record(

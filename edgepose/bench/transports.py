@@ -17,6 +17,7 @@ from typing import Any
 from edgepose.bench.profiles import DeviceProfile
 from edgepose.bench.remote import AdbTarget, SshTarget
 from edgepose.device import machine
+from edgepose.device.formats import model_files
 from edgepose.errors import EdgeposeError
 
 _HOST_INFO_SCRIPT = (
@@ -96,18 +97,32 @@ class Local(Transport):
         return machine.host_info()
 
 
-class Ssh(Transport):
-    """A device over ssh (key authentication): the folder is copied to ``reach.workdir``."""
+class Remote(Transport):
+    """A device reached through a target (:class:`SshTarget` or :class:`AdbTarget`): files go to ``reach.workdir``."""
 
-    def __init__(self, profile: DeviceProfile, target: SshTarget) -> None:
+    on_device = True
+
+    def __init__(self, profile: DeviceProfile, target: SshTarget | AdbTarget, reached: str) -> None:
         self.target = target
         self.workdir = profile.reach.workdir
-        self.python = profile.reach.python
-        self.reached = f"ssh {target.host}"
-        self.on_device = True
+        self.reached = reached
 
     def check(self) -> None:
         self.target.check()
+
+    def fetch(self, remote, local):
+        try:
+            return self.target.pull(remote, local)
+        except EdgeposeError:
+            return None
+
+
+class Ssh(Remote):
+    """A device over ssh (key authentication): the folder is copied to ``reach.workdir``."""
+
+    def __init__(self, profile: DeviceProfile, target: SshTarget) -> None:
+        super().__init__(profile, target, f"ssh {target.host}")
+        self.python = profile.reach.python
 
     def push(self, folder: Path) -> str:
         remote = f"{self.workdir}/{folder.name}"
@@ -123,12 +138,6 @@ class Ssh(Transport):
         text = command if isinstance(command, str) else shlex.join(command)
         return self.target.run(f"cd {shlex.quote(cwd)} && {text}", timeout=timeout, check=check)
 
-    def fetch(self, remote, local):
-        try:
-            return self.target.pull(remote, local)
-        except EdgeposeError:
-            return None
-
     def host_info(self, remote_dir):
         proc = self.run(
             f"{shlex.quote(self.python)} -c {shlex.quote(_HOST_INFO_SCRIPT)}", remote_dir, 120, False
@@ -139,25 +148,20 @@ class Ssh(Transport):
             return {"cpu": f"unknown ({self.target.host})"}
 
 
-class Adb(Transport):
+class Adb(Remote):
     """An Android phone over adb: no Python there, only native tools (TFLite's benchmark_model)."""
 
     python = None
 
     def __init__(self, profile: DeviceProfile, target: AdbTarget) -> None:
-        self.target = target
-        self.workdir = profile.reach.workdir
-        self.reached = f"adb {target.serial}"
-        self.on_device = True
-
-    def check(self) -> None:
-        self.target.check()
+        super().__init__(profile, target, f"adb {target.serial}")
 
     def push(self, folder: Path) -> str:
         remote = f"{self.workdir}/{folder.name}"
         self.target.shell(["mkdir", "-p", remote])
-        for path in sorted(folder.glob("model.*")):  # the phone needs the model file(s) only
-            self.target.push(path, f"{remote}/{path.name}")
+        for name in model_files():  # the phone needs the model file only
+            if (folder / name).is_file():
+                self.target.push(folder / name, f"{remote}/{name}")
         return remote
 
     def push_file(self, local, remote):
@@ -172,12 +176,6 @@ class Adb(Transport):
         if check and proc.returncode != 0:
             raise EdgeposeError(f"command failed on {self.target.serial} (exit {proc.returncode})")
         return proc
-
-    def fetch(self, remote, local):
-        try:
-            return self.target.pull(remote, local)
-        except EdgeposeError:
-            return None
 
     def host_info(self, remote_dir):
         props = {
