@@ -291,12 +291,14 @@ def test_litehrnet_fp32_matches_pytorch(hrnet_fp32):
     ]
     # The untrained gates start near-neutral (litehrnet.init_weights): PyTorch fp32 itself is within
     # the 1e-4 bar of float64, so the absolute rule holds (not the SQNR one), with the recipe's
-    # allowance for XNNPACK's own rounding (fp32_noise_factor x that noise, when it is larger).
+    # allowance for XNNPACK's own rounding (noise_factor x that noise, when it is larger). The float64
+    # run that measures the noise is made only when the plain bar was missed.
     p = m["parity"]
     assert p["passed"] and p["thresholds"] == {"max_abs_diff": 1e-4}
-    floor = p["outputs"]["heatmaps"]["fp32_noise_floor"]
-    limit = max(1e-4, load_recipe("rpi4").options["fp32_noise_factor"] * floor)
-    assert floor < 1e-4 and p["outputs"]["heatmaps"]["max_abs_diff"] <= limit
+    figures = p["outputs"]["heatmaps"]
+    floor = figures.get("fp32_noise_floor")
+    limit = 1e-4 if floor is None else max(1e-4, load_recipe("rpi4").parity["noise_factor"] * floor)
+    assert (floor is None or floor < 1e-4) and figures["max_abs_diff"] <= limit
     got = run_device(hrnet_fp32)["heatmaps"]
     ref = torch_outputs("litehrnet-18", (256, 192))["heatmaps"]
     np.testing.assert_allclose(got, ref, atol=limit)
