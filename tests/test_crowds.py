@@ -181,6 +181,7 @@ def test_the_pipeline_keeps_every_person(grouping, expected):
     manifest = _manifest(14, hw)
     runtime = _Replay({"maps": quarter, "heat": half})
     pipe = PosePipeline("unused", runtime=runtime, manifest=manifest, grouping=grouping)
+    assert PosePipeline("unused", runtime=runtime, manifest=manifest).decoder.grouping == "crowd"
     people = pipe(np.zeros(hw + (3,), np.uint8))["people"]
     poses, _ = pipe.decoder(quarter, half, input_size=hw)
     assert len(people) == len(poses) == (expected or len(poses))
