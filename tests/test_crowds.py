@@ -219,3 +219,29 @@ def test_run_py_takes_the_grouping_options(tmp_path, capsys):
     assert people("--min-joints", "15") == []  # CrowdPose has 14 joints
     assert main(["--source", str(photo), "--min-joints", "0"], model_dir=str(folder)) == 2
     assert capsys.readouterr().err.strip() == "run.py: error: --min-joints must be at least 1, got 0"
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_crowd_assignment_is_optimal_over_the_allowed_pairs_only(seed):
+    from scipy.optimize import linear_sum_assignment
+
+    from edgepose.device.grouping import crowd_assign
+
+    rng = np.random.RandomState(seed)
+    for _ in range(200):
+        n, groups = rng.randint(1, 25), rng.randint(1, 25)
+        dist = rng.rand(n, groups) * rng.choice([1.5, 3.0, 8.0])  # from everyone near to most far
+        if rng.rand() < 0.5:
+            dist = np.round(dist * 4) / 4  # ties
+        scores = rng.uniform(0.1, 1, n)
+        group = crowd_assign(dist, scores, 1.0)
+        joined = group >= 0
+        assert np.all(dist[joined, group[joined]] < 1.0)  # never a pair at or beyond the threshold
+        assert len(set(group[joined].tolist())) == joined.sum()  # one peak per person
+        # the reference: scipy on the same problem, disallowed pairs forbidden, "new person" costs 1
+        cost = np.full((n, groups + n), np.inf)
+        cost[:, :groups] = np.where(dist < 1.0, dist - scores[:, None], np.inf)
+        cost[np.arange(n), groups + np.arange(n)] = 1.0
+        rows, cols = linear_sum_assignment(cost)
+        ours = np.where(joined, dist[np.arange(n), np.maximum(group, 0)] - scores, 1.0).sum()
+        assert ours == pytest.approx(cost[rows, cols].sum(), abs=1e-9)
