@@ -347,6 +347,9 @@ def exported(model_name, target, size, dataset):
 def _poses(folder, frame, runtime=None, **options):
     from edgepose.device.pipeline import PosePipeline
 
+    # The random heads' tags make hundreds of near-tie pairs; the official grouping's rounded costs do
+    # not flip under the runtimes' float differences, the crowd grouping's unrounded ones can.
+    options.setdefault("grouping", "official")
     result = PosePipeline(str(folder), runtime=runtime, **options)(frame)
     return np.array([p["keypoints"] for p in result["people"]]).reshape(-1, 3)
 

@@ -10,7 +10,7 @@ import os
 import sys
 
 from .atomic import AtomicFile, discard, publish, temp_name
-from .decode_bottomup import DET_THRESHOLD, TAG_THRESHOLD
+from .decode_bottomup import DET_THRESHOLD, GROUPING, GROUPINGS, MIN_JOINTS, TAG_THRESHOLD
 from .errors import EdgeposeError
 from .runtime import BACKENDS
 
@@ -52,6 +52,19 @@ def add_arguments(parser, backends=None):
         type=float,
         default=TAG_THRESHOLD,
         help="bottom-up tag distance threshold ({})".format(TAG_THRESHOLD),
+    )
+    parser.add_argument(
+        "--grouping",
+        choices=GROUPINGS,
+        default=GROUPING,
+        help="bottom-up: 'crowd' (any number of people; default) or 'official' (the official parser, "
+        "exactly: at most 30 people take joints)",
+    )
+    parser.add_argument(
+        "--min-joints",
+        type=int,
+        help="bottom-up: drop people with fewer detected joints, before --refine "
+        "(default: {} with --grouping crowd, 1 with official)".format(MIN_JOINTS),
     )
     parser.add_argument("--min-score", type=float, default=0.0, help="drop people scoring below this")
     parser.add_argument("--kpt-threshold", type=float, default=0.3, help="draw joints scoring at least this")
@@ -106,6 +119,8 @@ def run(args, model_dir, runtime=None):
         dark=args.dark,
         det_threshold=args.det_threshold,
         tag_threshold=args.tag_threshold,
+        grouping=args.grouping,
+        min_joints=args.min_joints,
         min_score=args.min_score,
         runtime=runtime,
         manifest=manifest,

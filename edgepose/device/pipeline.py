@@ -11,7 +11,7 @@ import time
 
 import numpy as np
 
-from .decode_bottomup import DET_THRESHOLD, MAX_PEOPLE, TAG_THRESHOLD, BottomUpDecoder
+from .decode_bottomup import DET_THRESHOLD, GROUPING, GROUPINGS, TAG_THRESHOLD, BottomUpDecoder
 from .decode_topdown import TopDownDecoder
 from .errors import EdgeposeError
 from .manifest import input_hw, load_manifest, output_by_role
@@ -32,8 +32,10 @@ class PosePipeline(object):
         dark=False,
         det_threshold=DET_THRESHOLD,
         tag_threshold=TAG_THRESHOLD,
-        max_people=MAX_PEOPLE,
+        max_people=None,
         min_score=0.0,
+        grouping=GROUPING,
+        min_joints=None,
         runtime=None,
         manifest=None,
     ):
@@ -53,6 +55,12 @@ class PosePipeline(object):
                 raise EdgeposeError("a bottom-up manifest needs an output with role 'heatmaps_tags'")
             heat = output_by_role(self.manifest, "heatmaps")
             self.out_names = (tags["name"], heat["name"] if heat else None)
+            if min_joints is not None and int(min_joints) < 1:
+                raise EdgeposeError("--min-joints must be at least 1, got {}".format(min_joints))
+            if grouping not in GROUPINGS:
+                raise EdgeposeError(
+                    "unknown grouping {!r} (one of {})".format(grouping, ", ".join(GROUPINGS))
+                )
             self.decoder = BottomUpDecoder(
                 int(model["num_joints"]),
                 flip_index,
@@ -60,6 +68,8 @@ class PosePipeline(object):
                 tag_threshold=tag_threshold,
                 max_people=max_people,
                 refine=refine,
+                grouping=grouping,
+                min_joints=min_joints,
             )
         elif self.kind == "top-down":
             heat = output_by_role(self.manifest, "heatmaps")
@@ -96,12 +106,9 @@ class PosePipeline(object):
         )
         if len(poses):
             poses[:, :, :2] = to_image(poses[:, :, :2], matrix)
+        # Every person the decoder found, best first (no cut: crowds have more than 30 people).
         order = np.argsort(-scores, kind="stable")
-        people = [
-            _person(poses[i], scores[i], None)
-            for i in order[: self.decoder.max_people]
-            if scores[i] >= self.min_score
-        ]
+        people = [_person(poses[i], scores[i], None) for i in order if scores[i] >= self.min_score]
         t3 = time.perf_counter()
         return {"people": people, "timings": _timings(t0, t1, t2, t3)}
 
