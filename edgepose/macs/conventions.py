@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 from torch import nn
@@ -207,20 +207,15 @@ CONVENTIONS: dict[str, Convention] = {
         base=1024,
         decimals=2,
     ),
-    "torchstat-seg-fit": Convention(
-        name="torchstat-seg-fit",
-        rule=torchstat_rule,
-        every_call=False,
-        leaf_only=True,
-        rules_label="torchstat rules",
-        source="Lite-HRNet paper, Cityscapes",
-        noun="FLOPs",
-        base=1024,
-        decimals=2,
-        factor=SEGMENTATION_FIT,
-        fit_note="fitted to the paper's two printed Cityscapes figures, not derived (docs/segmentation.md)",
-    ),
 }
+# The segmentation rows: torchstat's rules and units, times the fitted factor.
+CONVENTIONS["torchstat-seg-fit"] = replace(
+    CONVENTIONS["torchstat"],
+    name="torchstat-seg-fit",
+    source="Lite-HRNet paper, Cityscapes",
+    factor=SEGMENTATION_FIT,
+    fit_note="fitted to the paper's two printed Cityscapes figures, not derived (docs/segmentation.md)",
+)
 
 
 def get_convention(name: str) -> Convention:
