@@ -217,6 +217,7 @@ def test_run_py_takes_the_grouping_options(tmp_path, capsys):
     crowd, official = people(), people("--grouping", "official")
     assert len(crowd) > 30 and len(official) != len(crowd)
     assert people("--min-joints", "15") == []  # CrowdPose has 14 joints
+    capsys.readouterr()  # the runs above warned about the random weights, once each
     assert main(["--source", str(photo), "--min-joints", "0"], model_dir=str(folder)) == 2
     assert capsys.readouterr().err.strip() == "run.py: error: --min-joints must be at least 1, got 0"
 
