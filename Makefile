@@ -3,7 +3,7 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-EXTRAS ?= export,tflite,device,bench,dev
+EXTRAS ?= export,tflite,device,bench,accuracy,dev
 
 .PHONY: venv demo test test-fast lint format clean
 
