@@ -335,3 +335,21 @@ def test_eval_errors_are_one_line(top_down, photos, root, capsys):
                                                   "keypoints": [0] * 42}]}))  # fmt: skip
     assert main(["eval", str(top_down), "--coco", str(crowd), "--images", str(photos)]) == 2
     assert "has 14 joints, the model has 17" in capsys.readouterr().err
+
+
+# ---- edgepose bench --agree -----------------------------------------------------------------------
+
+
+def test_bench_agree_puts_the_agreement_in_every_record(root, capsys):
+    from edgepose.bench.records import read_records
+
+    out = root / "bench.jsonl"
+    argv = ["bench", "--device", "host", "--models", "litepose-xs", "--input", "64x64", "--runs", "3",
+            "--warmup", "1", "--no-pipeline", "--out", str(out), "--cache", str(root / "bench"), "--agree"]  # fmt: skip
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    (record,) = read_records([out])
+    agreement = record["agreement"]
+    assert agreement["people"] >= 10 and agreement["ap"] >= 0.99 and agreement["images"] == 4
+    assert agreement["weights"] == "random (seed 0)" and agreement["det_threshold"] == 0.0
+    assert "agree AP" in printed.splitlines()[0] and f"{agreement['ap']:.3f}" in printed

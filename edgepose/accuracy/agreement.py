@@ -138,6 +138,16 @@ def measure(
     ``boxes``: a :class:`~edgepose.device.sources.BoxFile` (top-down models only). ``weights``: the
     checkpoint file the manifest names, where it is not at hand under the recorded name.
     """
+    import torch
+
+    previous = torch.get_num_threads()
+    try:
+        return _measure(folder, photos, photos_label, manifest, weights, backend, threads, boxes, protocol)
+    finally:
+        torch.set_num_threads(previous)  # the reference sets PyTorch's (process-wide) thread count
+
+
+def _measure(folder, photos, photos_label, manifest, weights, backend, threads, boxes, protocol):
     from edgepose.device.pipeline import PosePipeline
     from edgepose.torch_runtime import TorchRuntime
 
@@ -151,7 +161,9 @@ def measure(
     backend = host_backend(folder, manifest, backend)
     options = protocol.pipeline_options()
     artifact = PosePipeline(folder, backend=backend, threads=threads, manifest=manifest, **options)
-    reference_runtime = TorchRuntime(manifest, weights=weights, threads=threads)
+    # One PyTorch thread unless asked: its OpenMP threads slow down 10x and more when other processes
+    # share the cores (HigherHRNet-W24, 4 photos, a loaded 2-core host: 130 s on 2 threads, 8 s on 1).
+    reference_runtime = TorchRuntime(manifest, weights=weights, threads=threads or 1)
     reference = PosePipeline(folder, runtime=reference_runtime, manifest=manifest, **options)
 
     matches, per_image = [], []

@@ -179,7 +179,12 @@ def _agreement_note(records: list[dict[str, Any]]) -> str:
         "agree AP: COCO keypoint AP of the artifact's poses against its own PyTorch model's (same weights, "
         f"same decoding) on {'; '.join(photos) or 'the bundled photos'}, run on this machine; the export's "
         "fidelity, not the model's accuracy (docs/accuracy.md)"
-        + ("; random weights: the poses are noise, the column says nothing about accuracy" if random else "")
+        + (
+            "; random weights: the poses are noise and near-ties in their decoding go either way (below 1 "
+            "even for an exact fp32 export), so the column says nothing about accuracy"
+            if random
+            else ""
+        )
         + "."
     )
 
