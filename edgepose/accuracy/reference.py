@@ -25,7 +25,6 @@ def model_manifest(
     import torch
 
     from edgepose.export.pipeline import RANDOM_SEED, ExportJob, io_sections, model_section
-    from edgepose.export.recipe import load_recipe
     from edgepose.hub import resolve_weights
     from edgepose.models import build_model, check_input_size, get_spec
 
@@ -44,7 +43,7 @@ def model_manifest(
         spec=spec,
         dataset=model.dataset,
         input_size=(height, width),
-        recipe=load_recipe("onnx"),  # for the job's shape; nothing is exported
+        recipe=None,  # nothing is exported: the model, input and outputs sections do not read it
         stage=Path("."),
         weights=used,
     )
