@@ -22,7 +22,7 @@ COLUMNS = (
     "date", "device", "on_device", "host.cpu", "model", "dataset", "input_size", "format", "runtime",
     "runtime_version", "precision", "threads", "delegate", "batch", "timed", "tool", "runs_done", "warmup",
     "stats.median_ms", "stats.mean_ms", "stats.p90_ms", "stats.min_ms", "stats.max_ms", "stats.std_ms",
-    "capped", "peak_rss_mb", "params", "macs.true", "macs.paper", "edgepose_version",
+    "capped", "peak_rss_mb", "params", "macs.true", "macs.paper", "agreement.ap", "edgepose_version",
 )  # fmt: skip
 
 
@@ -143,17 +143,27 @@ def compact_rows(records: Iterable[dict[str, Any]]) -> list[dict[str, str]]:
             "median ms": f"{median:.2f}" if median is not None else "",
             "p90 ms": f"{stats['p90_ms']:.2f}" if stats.get("p90_ms") is not None else "",
             "FPS": f"{1000.0 / median:.1f}" if median else "",
+            "agree AP": agreement_cell(rec.get("agreement")),
             "status": status(rec),
         })  # fmt: skip
     return rows
 
 
+def agreement_cell(agreement: dict[str, Any] | None) -> str:
+    """A record's agreement AP as a table cell: '' (not measured), the AP, 'nobody' or 'error'."""
+    if not agreement:
+        return ""
+    if "ap" not in agreement:
+        return "error"
+    return "nobody" if agreement["ap"] is None else f"{agreement['ap']:.3f}"
+
+
 def to_compact(records: Iterable[dict[str, Any]], style: str = "md") -> str:
     """:func:`compact_rows` as a table (``md`` or ``csv``)."""
+    records = list(records)
     rows = compact_rows(records)
-    columns = [
-        Column(c, align="right" if c.endswith(("MB", "ms", "FPS")) else "left") for c in COMPACT_COLUMNS
-    ]
+    shown = [c for c in COMPACT_COLUMNS if c != "agree AP" or any(r.get("agreement") for r in records)]
+    columns = [Column(c, align="right" if c.endswith(("MB", "ms", "FPS", "AP")) else "left") for c in shown]
     return format_table(rows, columns, style=style) + "\n"
 
 
@@ -166,5 +176,6 @@ COMPACT_COLUMNS = (
     "median ms",
     "p90 ms",
     "FPS",
+    "agree AP",
     "status",
 )

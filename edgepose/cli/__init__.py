@@ -23,6 +23,8 @@ SUBCOMMANDS = (
     "edgepose.cli.weights_cmd",
     "edgepose.cli.export_cmd",
     "edgepose.cli.infer_cmd",
+    "edgepose.cli.agree_cmd",
+    "edgepose.cli.eval_cmd",
     "edgepose.cli.bench_cmd",
     "edgepose.cli.report_cmd",
 )

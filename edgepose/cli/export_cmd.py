@@ -111,6 +111,10 @@ def run(args: argparse.Namespace) -> int:
     print(f"  precision: {manifest['precision']} ({manifest['format']})")
     if manifest.get("parity"):
         print(f"  parity vs PyTorch: {summary(manifest['parity'])}")
+        if "agreement" in manifest["parity"]:  # edgepose.accuracy: poses vs PyTorch's on the photo
+            from edgepose.accuracy.agreement import describe
+
+            print(f"  agreement with PyTorch: {describe(manifest['parity']['agreement'])}")
         for warning in manifest["parity"].get("warnings", []):
             print(f"warning: {warning}", file=sys.stderr)
     built = manifest["export"].get("engine_build", {}).get("built_here")

@@ -203,6 +203,10 @@ def export_model(
             build=build,
         )
         fragment = lowering.lower(job)
+        # edgepose.accuracy: the artifact vs PyTorch, decoded alike, on the parity photo -> parity.agreement
+        from edgepose.accuracy.export_check import with_agreement
+
+        fragment = with_agreement(job, fragment)
         shutil.copytree(
             DEVICE_PACKAGE, stage / "edgepose_device", ignore=shutil.ignore_patterns("__pycache__", "*.pyc")
         )
