@@ -52,7 +52,8 @@ def _step(name: str) -> None:
 
 def leftovers(final: Path) -> list[Path]:
     """Staging folders and set-aside copies that killed runs on ``final`` left next to it."""
-    pattern = re.compile(r"\.{}\.[a-z0-9_]{{8}}(?:{}|{})\Z".format(re.escape(final.name), STAGING, ASIDE))
+    name = re.escape(final.name)
+    pattern = re.compile(rf"\.{name}\.[a-z0-9_]{{8}}(?:{re.escape(STAGING)}|{re.escape(ASIDE)})\Z")
     try:
         names = os.listdir(final.parent)
     except FileNotFoundError:
