@@ -132,6 +132,7 @@ def append_line(path, line):
     try:
         if not os.path.isdir(folder):
             os.makedirs(folder)
+        existed = os.path.exists(path)
         fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
     except OSError as exc:
         raise _about(exc, path) from None
@@ -146,6 +147,8 @@ def append_line(path, line):
             os.fsync(fd)
         except BaseException:
             os.ftruncate(fd, size)  # all or nothing: never leave part of a line
+            if not existed and size == 0:
+                os.remove(path)  # nor an empty file this call made
             raise
     except OSError as exc:
         raise _about(exc, path) from None

@@ -9,6 +9,7 @@ file behind. Exit status: 0 every frame processed; 1 a folder source had files t
 """
 
 import argparse
+import errno
 import json
 import os
 import sys
@@ -241,10 +242,15 @@ class _FrameWriter(object):
         self.created = []  # paths this run made (folders before their files), removed again by abort()
 
     def _folder(self, folder):
+        """Make ``folder`` and its missing parents, remembering them for :meth:`abort`."""
         missing = []
         folder = os.path.abspath(folder)
-        while not os.path.isdir(folder) and os.path.dirname(folder) != folder:
+        while not os.path.isdir(folder):
+            if os.path.lexists(folder):
+                raise OSError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), folder)
             missing.append(folder)
+            if os.path.dirname(folder) == folder:
+                break
             folder = os.path.dirname(folder)
         for path in reversed(missing):
             os.mkdir(path)
@@ -255,12 +261,18 @@ class _FrameWriter(object):
             self.created.append(path)
 
     def write(self, frame, name):
-        import cv2
-
         if not self.out:
             return
+        path = self.out if self.source.kind in ("image", "video", "camera") else os.path.join(self.out, name)
+        try:
+            self._write(frame, path)
+        except OSError as exc:  # name the output asked for, whatever step failed
+            raise OSError(exc.errno, exc.strerror, path) from None
+
+    def _write(self, frame, path):
+        import cv2
+
         if self.source.kind in ("image", "folder"):
-            path = self.out if self.source.kind == "image" else os.path.join(self.out, name)
             self._folder(os.path.dirname(os.path.abspath(path)))
             ok, encoded = cv2.imencode(os.path.splitext(path)[1], frame)
             if not ok:
@@ -273,6 +285,7 @@ class _FrameWriter(object):
             self._folder(os.path.dirname(os.path.abspath(self.out)))
             ext = os.path.splitext(self.out)[1].lower()
             self.tmp = temp_name(self.out)
+            open(self.tmp, "wb").close()  # a folder we cannot write to fails here, with its real cause
             fourcc = cv2.VideoWriter_fourcc(*VIDEO_CODECS[ext])
             fps = self.source.fps or 30.0
             self.video = cv2.VideoWriter(self.tmp, fourcc, fps, (frame.shape[1], frame.shape[0]))

@@ -4,7 +4,8 @@ Each source yields (index, name, BGR frame). Missing or unreadable inputs are an
 one clear line, checked before the model is loaded where possible. In a folder, one unreadable file does
 not stop the others: it is skipped and reported (``on_problem``; a warning on stderr by default), and
 only a folder with no readable image at all is an error. A JPEG cut short (no end-of-image marker) is
-decoded as far as it goes, with a warning.
+named as such: skipped where OpenCV refuses it (5.x), decoded as far as it goes with a warning where
+OpenCV fills the rest with gray (4.x).
 """
 
 import os
@@ -109,9 +110,12 @@ def read_image(path):
     except OSError as exc:
         return None, exc.strerror or str(exc)
     frame = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR) if data else None
+    truncated = data[:2] == b"\xff\xd8" and not data.rstrip(b"\x00\r\n\t ").endswith(b"\xff\xd9")
     if frame is None:
+        if truncated:
+            return None, "truncated JPEG (no end-of-image marker)"
         return None, "not an image OpenCV can decode" if data else "empty file"
-    if data[:2] == b"\xff\xd8" and not data.rstrip(b"\x00\r\n\t ").endswith(b"\xff\xd9"):
+    if truncated:  # older OpenCV decodes what is there and fills the rest with gray
         return frame, "truncated JPEG (no end-of-image marker): the missing part is gray"
     return frame, None
 

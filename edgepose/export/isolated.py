@@ -6,7 +6,7 @@ abort the whole process (exit 134, no message). So :func:`run_isolated` runs the
 Python (``python -m edgepose.export.isolated FOLDER``; a fresh interpreter, like multiprocessing's
 'spawn', never a fork of a process with threads) in its own session: a terminal's Ctrl-C reaches only
 the parent, which kills the child (SIGKILL: it holds nothing worth saving), waits for it and removes its
-private folder. The child also ends itself if the parent dies (kill -9).
+private folder. The child also ends itself, removing that folder, if the parent dies (kill -9).
 
 The function (module-level, pickled by name) and its arguments travel as a pickle in the private folder;
 the child writes the returned bytes there. An EdgeposeError in the child comes back as the same one
@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import shutil
 import signal
 import subprocess
 import sys
@@ -93,17 +94,18 @@ def sigint_deferred() -> Iterator[None]:
             signal.raise_signal(signal.SIGINT)
 
 
-def _exit_with_parent(parent: int) -> None:
-    """End this child when its parent is gone (killed with -9: nobody is left to end it)."""
+def _exit_with_parent(parent: int, folder: str) -> None:
+    """End this child, and remove its folder, when its parent is gone (killed with -9: nobody else will)."""
     while os.getppid() == parent:
         time.sleep(0.2)
+    shutil.rmtree(folder, ignore_errors=True)
     os._exit(1)
 
 
 def child_main(folder: str) -> int:
     """The child: load the call, run it, write the result or the error into ``folder``."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides what a Ctrl-C means
-    threading.Thread(target=_exit_with_parent, args=(os.getppid(),), daemon=True).start()
+    threading.Thread(target=_exit_with_parent, args=(os.getppid(), folder), daemon=True).start()
     os.environ["TMPDIR"] = folder  # the converters' scratch files go where the parent cleans up
     tempfile.tempdir = folder
     with open(os.path.join(folder, CALL), "rb") as fh:
