@@ -37,7 +37,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from edgepose.device.atomic import _umask, write_bytes, write_text
+from edgepose.device.atomic import _umask, deferred_interrupts, write_bytes, write_text
 from edgepose.errors import EdgeposeError
 
 __all__ = ["staged_dir", "write_bytes", "write_text"]
@@ -70,6 +70,18 @@ def path_lock(final: Path) -> Iterator[None]:
     retries otherwise.
     """
     lock = final.parent / f".{final.name}.lock"
+    with deferred_interrupts():  # a Ctrl-C must not leave the lock taken by a file nobody will close
+        fd = _acquire(lock, final)
+    try:
+        yield
+    finally:
+        with deferred_interrupts():
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(lock)
+            os.close(fd)
+
+
+def _acquire(lock: Path, final: Path) -> int:
     while True:
         fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o666)
         try:
@@ -81,15 +93,9 @@ def path_lock(final: Path) -> Iterator[None]:
             ) from None
         try:
             if os.path.samestat(os.fstat(fd), os.stat(lock)):
-                break
+                return fd
         except FileNotFoundError:
             pass
-        os.close(fd)
-    try:
-        yield
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(lock)
         os.close(fd)
 
 
@@ -162,7 +168,7 @@ def staged_dir(final: str | os.PathLike, may_replace: Callable[[Path], None] | N
             with contextlib.suppress(OSError):
                 folder.rmdir()  # only if still empty
         if isinstance(exc, OSError) and _concerns(exc, final):
-            raise EdgeposeError(f"cannot write {final}: {_cause(exc, stage)}") from None
+            raise EdgeposeError(f"cannot write {final}: {_cause(exc, stage, final)}") from None
         raise
 
 
@@ -179,9 +185,11 @@ def _concerns(exc: OSError, final: Path) -> bool:
     return not exc.filename or Path(os.fsdecode(exc.filename)).absolute().is_relative_to(final.parent)
 
 
-def _cause(exc: OSError, stage: Path | None) -> str:
+def _cause(exc: OSError, stage: Path | None, final: Path | None = None) -> str:
     """The reason of ``exc``, with the file it concerns when that is not the folder being written."""
     reason = exc.strerror or str(exc)
+    if exc.errno == errno.ENOENT and final is not None and final.parent.is_dir() and stage is None:
+        return f"{final.parent} does not accept new files ({reason})"  # /proc, /sys: ENOENT on create
     name = Path(os.fsdecode(exc.filename)) if exc.filename else None
     if stage is not None and name is not None and name.is_relative_to(stage) and name != stage:
         return f"{name.relative_to(stage)}: {reason}"

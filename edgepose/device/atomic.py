@@ -6,9 +6,29 @@ names the destination (not the hidden temporary name) with its cause. :func:`app
 append-only counterpart for JSON-lines records: each line lands whole or not at all.
 """
 
+import contextlib
 import errno
 import os
+import signal
 import tempfile
+import threading
+
+
+@contextlib.contextmanager
+def deferred_interrupts():
+    """Hold a Ctrl-C back until the block ends, then deliver it: for steps that must not be cut in two
+    (a file created and not yet remembered, a lock taken and not yet released)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signals reach only the main thread anyway
+        return
+    caught = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: caught.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous if previous is not None else signal.default_int_handler)
+        if caught:
+            os.kill(os.getpid(), signal.SIGINT)
 
 
 def _umask():
@@ -61,10 +81,11 @@ class AtomicFile(object):
         try:
             if not os.path.isdir(folder):
                 os.makedirs(folder)
-            fd, self.tmp = tempfile.mkstemp(
-                prefix="." + os.path.basename(self.path) + ".", suffix=".tmp", dir=folder
-            )
-            self.fh = os.fdopen(fd, mode)
+            with deferred_interrupts():  # a temporary file exists only once self.tmp names it
+                fd, self.tmp = tempfile.mkstemp(
+                    prefix="." + os.path.basename(self.path) + ".", suffix=".tmp", dir=folder
+                )
+                self.fh = os.fdopen(fd, mode)
         except OSError as exc:
             raise _about(exc, self.path) from None
 

@@ -25,10 +25,10 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 
+from edgepose.device.atomic import deferred_interrupts
 from edgepose.errors import EdgeposeError
 
 CALL, RESULT, ERROR, LOG = "call.pkl", "result.bin", "error.txt", "log.txt"
@@ -62,9 +62,9 @@ def _run_child(folder: Path) -> int:
     )
     proc = None
     try:
-        with open(folder / LOG, "wb") as log, sigint_deferred():
+        with open(folder / LOG, "wb") as log, deferred_interrupts():  # no child without its pid kept
             proc = subprocess.Popen(
-                [sys.executable, "-m", __name__, str(folder)],
+                [sys.executable, "-m", __name__, str(folder), str(os.getpid())],
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -78,22 +78,6 @@ def _run_child(folder: Path) -> int:
             proc.wait()
 
 
-@contextmanager
-def sigint_deferred() -> Iterator[None]:
-    """Hold a Ctrl-C back until the block ends, then raise it (so no child is started without its pid kept)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    caught: list[int] = []
-    previous = signal.signal(signal.SIGINT, lambda signum, frame: caught.append(signum))
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous if previous is not None else signal.default_int_handler)
-        if caught:
-            signal.raise_signal(signal.SIGINT)
-
-
 def _exit_with_parent(parent: int, folder: str) -> None:
     """End this child, and remove its folder, when its parent is gone (killed with -9: nobody else will)."""
     while os.getppid() == parent:
@@ -102,10 +86,10 @@ def _exit_with_parent(parent: int, folder: str) -> None:
     os._exit(1)
 
 
-def child_main(folder: str) -> int:
+def child_main(folder: str, parent: int) -> int:
     """The child: load the call, run it, write the result or the error into ``folder``."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides what a Ctrl-C means
-    threading.Thread(target=_exit_with_parent, args=(os.getppid(), folder), daemon=True).start()
+    threading.Thread(target=_exit_with_parent, args=(parent, folder), daemon=True).start()
     os.environ["TMPDIR"] = folder  # the converters' scratch files go where the parent cleans up
     tempfile.tempdir = folder
     with open(os.path.join(folder, CALL), "rb") as fh:
@@ -122,4 +106,4 @@ def child_main(folder: str) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(child_main(sys.argv[1]))
+    sys.exit(child_main(sys.argv[1], int(sys.argv[2])))
