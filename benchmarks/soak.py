@@ -41,7 +41,9 @@ def rss_mb() -> float:
 
 def export_xs(out: Path) -> Path:
     edgepose = Path(sys.executable).parent / "edgepose"
-    subprocess.run([str(edgepose), "export", "litepose-xs", "--target", "onnx", "--out", str(out)], check=True)
+    subprocess.run(
+        [str(edgepose), "export", "litepose-xs", "--target", "onnx", "--out", str(out)], check=True
+    )
     return out
 
 
