@@ -5,6 +5,7 @@ The fault-injection tests (full disks, kill -9 while publishing, races) are in t
 
 import errno
 import os
+import signal
 import threading
 
 import pytest
@@ -231,4 +232,26 @@ def test_append_line_is_all_or_nothing_on_a_short_write(tmp_path, monkeypatch):
     with pytest.raises(OSError) as info:
         append_line(str(path), '{"b": 2, "long": "' + "x" * 100 + '"}')
     assert info.value.errno == errno.ENOSPC and info.value.filename == str(path)
+    assert path.read_text() == '{"a": 1}\n'
+
+
+@pytest.fixture()
+def ctrl_c_raises():
+    """Ctrl-C as in a terminal session (a test worker may run with SIGINT ignored)."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
+def test_ctrl_c_while_a_record_is_synced_keeps_the_whole_line(tmp_path, monkeypatch, ctrl_c_raises):
+    path = tmp_path / "r.jsonl"
+    real_fsync = os.fsync
+
+    def slow_disk(fd):
+        os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C arrives while the disk syncs the finished line
+        return real_fsync(fd)
+
+    monkeypatch.setattr(device_atomic.os, "fsync", slow_disk)
+    with pytest.raises(KeyboardInterrupt):  # still delivered, once the line is safe
+        append_line(str(path), '{"a": 1}')
     assert path.read_text() == '{"a": 1}\n'

@@ -150,31 +150,33 @@ def append_line(path, line):
     """
     data = (line + "\n").encode("utf-8")
     folder = os.path.dirname(os.path.abspath(path))
-    try:
-        if not os.path.isdir(folder):
-            os.makedirs(folder)
-        existed = os.path.exists(path)
-        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
-    except OSError as exc:
-        raise _about(exc, path) from None
-    try:
-        size = os.fstat(fd).st_size
-        if size and not _ends_with_newline(path, size):
-            data = b"\n" + data
+    # Ctrl-C waits for the line to be written and synced: a measurement that finished is kept, whole.
+    with deferred_interrupts():
         try:
-            written = os.write(fd, data)
-            if written != len(data):
-                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), path)
-            os.fsync(fd)
-        except BaseException:
-            os.ftruncate(fd, size)  # all or nothing: never leave part of a line
-            if not existed and size == 0:
-                os.remove(path)  # nor an empty file this call made
-            raise
-    except OSError as exc:
-        raise _about(exc, path) from None
-    finally:
-        os.close(fd)
+            if not os.path.isdir(folder):
+                os.makedirs(folder)
+            existed = os.path.exists(path)
+            fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
+        except OSError as exc:
+            raise _about(exc, path) from None
+        try:
+            size = os.fstat(fd).st_size
+            if size and not _ends_with_newline(path, size):
+                data = b"\n" + data
+            try:
+                written = os.write(fd, data)
+                if written != len(data):
+                    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), path)
+                os.fsync(fd)
+            except OSError:
+                os.ftruncate(fd, size)  # all or nothing: never leave part of a line
+                if not existed and size == 0:
+                    os.remove(path)  # nor an empty file this call made
+                raise
+        except OSError as exc:
+            raise _about(exc, path) from None
+        finally:
+            os.close(fd)
 
 
 def _ends_with_newline(path, size):
