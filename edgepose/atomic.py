@@ -147,13 +147,15 @@ def staged_dir(final: str | os.PathLike, may_replace: Callable[[Path], None] | N
     created: list[Path] = []
     stage: Path | None = None
     try:
-        created = _make_parents(final.parent)
+        with deferred_interrupts():  # what is made is also remembered, so that it can be removed
+            created = _make_parents(final.parent)
         with path_lock(final):
             _step("locked")
             _recover(final)
             _step("recovered")
             _check_replace(final, may_replace)
-            stage = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=STAGING, dir=final.parent))
+            with deferred_interrupts():
+                stage = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=STAGING, dir=final.parent))
             yield stage
             _step("staged")
             os.chmod(stage, 0o777 & ~_umask())  # mkdtemp makes 0700; an artifact gets the user's usual mode
