@@ -205,6 +205,18 @@ def test_ctrl_c_during_a_real_tflite_export_is_exit_130_and_one_line(tmp_path):
     assert list(scratch.iterdir()) == []  # nor the converter's scratch folder
 
 
+def test_the_child_returns_bytes_its_error_line_or_how_it_crashed(capsys):
+    from edgepose.device.formats import get_format
+    from edgepose.errors import EdgeposeError
+    from edgepose.export.isolated import run_isolated
+
+    assert run_isolated(bytes, 3, what="x") == b"\0\0\0"  # the function and its arguments travel by pickle
+    with pytest.raises(EdgeposeError, match="^unknown format 'nope'"):  # the child's own one line
+        run_isolated(get_format, "nope", what="x")
+    with pytest.raises(EdgeposeError, match=r"^the converter failed in its child process \(signal SIGABRT\)"):
+        run_isolated(os.abort, what="the converter")  # e.g. a converter aborting (exit 134 in a shell)
+
+
 @needs_litert_torch
 def test_kill_9_of_an_export_ends_its_converter_child_and_removes_its_scratch_folder(tmp_path):
     # kill -9 of the parent: its converter child notices, removes its scratch folder and ends itself.

@@ -10,8 +10,8 @@ private folder. The child also ends itself, removing that folder, if the parent 
 
 The function (module-level, pickled by name) and its arguments travel as a pickle in the private folder;
 the child writes the returned bytes there. An EdgeposeError in the child comes back as the same one
-line; a crash as one line, after the tail of what the child printed (the converters' own logs, silent
-otherwise).
+line, a crash as one line naming the signal or exit status; either after the tail of what the child
+printed (the converters' own logs, silent when all goes well).
 """
 
 from __future__ import annotations
@@ -45,10 +45,12 @@ def run_isolated(func: Callable[..., bytes], *args: object, what: str) -> bytes:
         code = _run_child(folder)
         if code == 0:
             return (folder / RESULT).read_bytes()
+        tail = (folder / LOG).read_bytes()[-LOG_TAIL:].decode("utf-8", "replace")
+        sys.stderr.write(
+            tail if tail.endswith("\n") or not tail else tail + "\n"
+        )  # the converter's own words
         if code == FAILED and (folder / ERROR).is_file():
             raise EdgeposeError((folder / ERROR).read_text())
-        tail = (folder / LOG).read_bytes()[-LOG_TAIL:].decode("utf-8", "replace")
-        sys.stderr.write(tail if tail.endswith("\n") or not tail else tail + "\n")
         last = (tail.strip().splitlines() or [""])[-1]
         how = f"signal {signal.Signals(-code).name}" if code < 0 else f"exit {code}"
         raise EdgeposeError(f"{what} failed in its child process ({how}): {last}".rstrip(": "))
