@@ -146,7 +146,8 @@ def append_line(path, line):
     One ``write`` of the full line on an ``O_APPEND`` file, so a crash cannot leave half of it; a short
     write (the disk filled up) is cut off again before the error is raised. If the file does not end in
     a newline (a torn line from an older writer or a crash), the line starts on a fresh one, so a torn
-    line never swallows the next record.
+    line never swallows the next record. Meant for one writer per file at a time: the cut-back after a
+    short write would also cut a line another process appended in between.
     """
     data = (line + "\n").encode("utf-8")
     folder = os.path.dirname(os.path.abspath(path))
