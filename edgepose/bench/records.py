@@ -1,13 +1,15 @@
 """Benchmark records (JSON lines): reading them back, picking the latest per measurement, CSV/Markdown views.
 
 Records are written one per line by :class:`edgepose.device.bench.RecordWriter` (the same writer the
-device uses), so a file is valid after every measurement even when a run is interrupted.
+device uses), each line whole, so a file is valid after every measurement even when a run is interrupted;
+a torn line left by anything else is skipped with its line number.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+import sys
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -26,25 +28,34 @@ COLUMNS = (
 )  # fmt: skip
 
 
-def read_records(paths: Iterable[str | Path]) -> list[dict[str, Any]]:
-    """All records of the given JSONL files (a missing file is an error; a torn last line is skipped)."""
+def read_records(
+    paths: Iterable[str | Path], on_skip: Callable[[str], None] | None = None
+) -> list[dict[str, Any]]:
+    """All records of the given JSONL files (a missing file is an error).
+
+    A line that is not a JSON object (torn by a crash or a full disk in an older edgepose, or edited by
+    hand) is skipped and reported as ``PATH:LINE``, through ``on_skip`` (default: a warning on stderr), so
+    one bad line never hides the rest of a file.
+    """
+    warn = on_skip or (lambda message: print(f"warning: {message}", file=sys.stderr))
     records = []
     for path in paths:
         path = Path(path)
         if not path.is_file():
             raise EdgeposeError(f"no benchmark records at {path}")
-        lines = path.read_text().splitlines()
-        for i, line in enumerate(lines):
-            if not line.strip():
-                continue
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError:
-                if i == len(lines) - 1:  # interrupted while writing the last line
+        with open(path, encoding="utf-8", errors="replace") as fh:
+            for number, line in enumerate(fh, 1):
+                if not line.strip():
                     continue
-                raise EdgeposeError(f"{path}:{i + 1}: not a JSON record") from None
-            if rec.get("schema") == SCHEMA:
-                records.append(rec)
+                try:
+                    rec = json.loads(line)
+                except json.JSONDecodeError:
+                    rec = None
+                if not isinstance(rec, dict):
+                    warn(f"{path}:{number}: not a whole JSON record (torn or edited), skipped")
+                    continue
+                if rec.get("schema") == SCHEMA:
+                    records.append(rec)
     return records
 
 

@@ -44,7 +44,13 @@ def register(subparsers) -> None:
     p.add_argument(
         "--out",
         metavar="DIR",
-        help="output folder (default: artifacts/<model>-<dataset>-<HxW>-<target>-<precision>)",
+        help="output folder (default: artifacts/<model>-<dataset>-<HxW>-<target>-<precision>); an existing one "
+        "is replaced only if it is an edgepose artifact folder",
+    )
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="replace whatever is at --out (a file, or a folder edgepose did not write)",
     )
     p.add_argument(
         "--build", action="store_true", help="also build the TensorRT engine here (needs tensorrt)"
@@ -90,6 +96,7 @@ def run(args: argparse.Namespace) -> int:
         calib=args.calib,
         out=args.out,
         build=args.build,
+        force=args.force,
     )
     seconds = time.monotonic() - start
     manifest = json.loads((folder / MANIFEST).read_text())
