@@ -677,7 +677,10 @@ def test_a_folder_source_skips_unreadable_files_and_says_so(tiny, photo, tmp_pat
         (frames / bad).unlink()
     (frames / "d_folder.jpg").rmdir()
     control = run_py(tiny, "--source", frames, "--json", poses)
-    assert control.returncode == 0 and "warning" not in control.stderr
+    # (the tiny model's random weights get their own one-line warning; no file does)
+    assert control.returncode == 0 and not [
+        w for w in control.stderr.splitlines() if w.startswith("warning:")
+    ]
 
 
 def test_a_folder_with_no_readable_image_is_an_error_and_writes_nothing(tiny, tmp_path):

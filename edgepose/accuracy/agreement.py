@@ -27,7 +27,7 @@ import numpy as np
 
 from edgepose.accuracy.ap import GroundTruth, Scores, average_precision, match_image, pose_annotation
 from edgepose.accuracy.oks import SIGMA_SOURCES, sigmas_for
-from edgepose.device.decode_bottomup import DET_THRESHOLD, MAX_PEOPLE, TAG_THRESHOLD
+from edgepose.device.decode_bottomup import DET_THRESHOLD, GROUPING, MAX_PEOPLE, TAG_THRESHOLD
 from edgepose.device.formats import get_backend, get_format
 from edgepose.device.manifest import load_manifest
 from edgepose.errors import EdgeposeError
@@ -42,6 +42,7 @@ class Protocol:
 
     ``det_threshold`` None: the decoder's default (0.1), or ``RANDOM_DET_THRESHOLD`` for random weights.
     ``kpt_threshold``: a reference joint counts when its score is above this (0: every joint it places).
+    ``max_people``: people per image on both sides, best first (COCO's AP scores 20).
     """
 
     det_threshold: float | None = None
@@ -49,6 +50,7 @@ class Protocol:
     kpt_threshold: float = 0.0
     flip: bool = False
     max_people: int = MAX_PEOPLE
+    grouping: str = GROUPING
 
     def resolved(self, manifest: dict[str, Any]) -> Protocol:
         """The protocol with the detection threshold chosen for this artifact's weights."""
@@ -61,6 +63,7 @@ class Protocol:
             self.kpt_threshold,
             self.flip,
             self.max_people,
+            self.grouping,
         )
 
     def pipeline_options(self) -> dict[str, Any]:
@@ -69,6 +72,7 @@ class Protocol:
             "det_threshold": self.det_threshold,
             "tag_threshold": self.tag_threshold,
             "max_people": self.max_people,
+            "grouping": self.grouping,
         }
 
 

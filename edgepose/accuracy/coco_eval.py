@@ -249,12 +249,10 @@ def evaluate(
 def _decoder_settings(pipeline: Any) -> dict[str, Any]:
     """The decoder's thresholds as the pipeline set them (the decoders own these names)."""
     decoder = pipeline.decoder
-    names = (
-        ("dark",)
-        if pipeline.kind != "bottom-up"
-        else ("det_threshold", "tag_threshold", "max_people", "refine")
-    )
-    return {name: getattr(decoder, name) for name in names if hasattr(decoder, name)}
+    if pipeline.kind != "bottom-up":
+        return {"dark": getattr(decoder, "dark", None)}
+    names = ("grouping", "det_threshold", "tag_threshold", "min_joints", "refine")
+    return {**{name: getattr(decoder, name) for name in names}, "max_people": pipeline.max_people}
 
 
 def _version() -> str:

@@ -117,7 +117,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"  {name}: {_size(folder / name)}, input {manifest['input']['shape']}")
     print(f"  precision: {manifest['precision']} ({manifest['format']})")
     if manifest.get("parity"):
-        print(f"  parity vs PyTorch: {summary(manifest['parity'])}")
+        if manifest["parity"].get("outputs"):
+            print(f"  parity vs PyTorch: {summary(manifest['parity'])}")
         if "agreement" in manifest["parity"]:  # edgepose.accuracy: poses vs PyTorch's on the photo
             from edgepose.accuracy.agreement import describe
 
