@@ -13,7 +13,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from edgepose.errors import EdgeposeError
 from edgepose.macs import CONVENTIONS, count_macs, count_registered, get_convention
-from edgepose.models import build_model, list_models
+from edgepose.models import build_model
 
 # LitePose (litepose.md §5.1): paper convention (G, as printed to 3 decimals) and true conv MACs (CrowdPose).
 LITEPOSE_PAPER = {
@@ -36,16 +36,9 @@ LITEHRNET = {
 }
 
 
-def registered(name: str) -> None:
-    """Skip (visibly) while a model family has not landed in the registry yet."""
-    if name not in {s.name for s in list_models()}:
-        pytest.skip(f"{name} is not registered yet")
-
-
 @functools.cache
 def built(name: str, dataset: str | None = None) -> nn.Module:
     """One CPU instance per variant, shared by the read-only tests (Lite-HRNet's init runs a forward)."""
-    registered(name)
     torch.manual_seed(0)
     return build_model(name, dataset=dataset)
 
@@ -55,7 +48,6 @@ def built(name: str, dataset: str | None = None) -> nn.Module:
 
 @pytest.mark.parametrize(("name", "dataset"), list(LITEPOSE_PAPER))
 def test_litepose_paper_and_true_macs(name: str, dataset: str) -> None:
-    registered(name)
     r = count_registered(name, dataset)
     assert r.paper_convention == "ptflops-0.6"
     assert (r.paper_value, r.paper_unit) == (LITEPOSE_PAPER[name, dataset], "G")
@@ -92,7 +84,6 @@ def test_litehrnet_paper_and_true_macs(name: str, size: tuple[int, int]) -> None
     ],
 )
 def test_litehrnet_other_readme_rows(name: str, dataset: str, paper: float) -> None:
-    registered(name)
     assert count_registered(name, dataset).paper_value == paper
 
 
@@ -210,7 +201,6 @@ def test_paper_convention_matches_real_ptflops() -> None:
     ptflops = pytest.importorskip(
         "ptflops", reason="ptflops==0.6.9 (dev dependency) cross-checks the LitePose rules"
     )
-    registered("litepose-xs")
     for model, size in ((Toy(), (16, 16)), (built("litepose-xs"), (256, 256))):
         macs, params = ptflops.get_model_complexity_info(
             model, (3, *size), as_strings=False, print_per_layer_stat=False
@@ -312,7 +302,6 @@ def test_falls_back_to_cpu_without_meta_support() -> None:
 
 
 def test_errors() -> None:
-    registered("litepose-xs")
     with pytest.raises(EdgeposeError, match="multiples of 16"):
         count_registered("litepose-xs", input_size=(250, 256))
     with pytest.raises(EdgeposeError, match="unknown MAC convention"):
