@@ -36,6 +36,13 @@ def test_output_figures_by_hand():
     # Identical: no noise, SQNR None (exact); an all-zero reference with noise: -inf.
     assert parity.output_figures(ref, ref.copy())["sqnr_db"] is None
     assert parity.output_figures(nchw(0, 0), nchw(0, 1))["sqnr_db"] == -math.inf
+    # A weak signal is still a signal: 0.25 / 0.0625 -> 10 log10(4) = 6.02 dB.
+    assert parity.output_figures(nchw(0.5), nchw(0.25))["sqnr_db"] == pytest.approx(10 * math.log10(4.0))
+    # Squares of float32 values near 3e20 overflow float32: the figures are taken in float64.
+    huge = nchw(3e20, 3e20)
+    assert parity.output_figures(huge, huge * np.float32(1.5))["sqnr_db"] == pytest.approx(
+        10 * math.log10(4.0)
+    )
     # In float64: 1e-8 differences on 1e4 values survive (float32 would round them to 0).
     big = np.full((1, 1, 1, 2), 1e4)
     assert parity.output_figures(big, big + 1e-8)["sqnr_db"] == pytest.approx(240.0, abs=0.01)
@@ -203,8 +210,16 @@ def test_sample_input_layouts_and_mirrored_batch():
     np.testing.assert_array_equal(nhwc, x[:2].transpose(0, 2, 3, 1))
     # ImageNet normalisation of 0..255 pixels: [(0 - .485) / .229, (1 - .406) / .225] = [-2.118, 2.640]
     assert x.min() >= -2.1180 and x.max() <= 2.6401
-    # RGB order: the astronaut's top-left background is grey-blue, so blue (channel 2) above red there
-    assert x[0, 2, :4, :4].mean() > x[0, 0, :4, :4].mean()
+    # The first image is the photo itself, in RGB: against an independent 64x64 OpenCV area resize of the
+    # (square) astronaut, normalised by hand, it is close (mean 0.31), its mirror image and BGR far (1.45, 0.68).
+    import cv2
+    from skimage import data
+
+    square = parity.sample_input((64, 64), batch=2)
+    rgb = cv2.resize(data.astronaut(), (64, 64), interpolation=cv2.INTER_AREA) / 255.0
+    hand = ((rgb - [0.485, 0.456, 0.406]) / [0.229, 0.224, 0.225]).transpose(2, 0, 1)
+    assert np.abs(square[0] - hand).mean() < 0.4
+    assert np.abs(square[0][:, :, ::-1] - hand).mean() > 1.0 and np.abs(square[0][::-1] - hand).mean() > 0.6
     with pytest.raises(EdgeposeError, match="unknown layout 'CHW'; expected NCHW or NHWC"):
         parity.sample_input((32, 48), layout="CHW")
 
@@ -221,9 +236,18 @@ def fake_job(precision: str, parity_limits: dict, reference: dict, weights=None)
         output_names=list(reference),
         heatmap_channels={k: None for k in reference},
         recipe=SimpleNamespace(parity=parity_limits),
-        run_torch=lambda x: reference,
+        photo=None,  # the x the verdict must pass on (None: not checked)
     )
-    job.check = lambda candidate, x, ref, floor=None: parity.gate(ref, candidate, parity_limits, floor=floor)
+
+    def run_torch(x):
+        assert job.photo is None or x is job.photo
+        return reference
+
+    def check(candidate, x, ref, floor=None):
+        assert job.photo is None or x is job.photo
+        return parity.gate(ref, candidate, parity_limits, job.heatmap_channels, floor=floor)
+
+    job.run_torch, job.check = run_torch, check
     return job
 
 
@@ -283,10 +307,11 @@ def test_fp16_verdict_lowers_the_bar_to_the_fp16_floor_minus_its_margin():
 def test_fp32_verdict_has_no_floor():
     x = np.ones((1, 1, 1, 2), np.float32)
     reference = {"h": x.copy()}
-    job = fake_job("fp32", {"max_abs_diff": 0.125}, reference)
+    job = fake_job("fp32", {"max_abs_diff": 0.125, "mean_abs_diff": 0.2}, reference)
     out = precision_gates.verdict(job, {"h": x + 0.125}, x, Scale(1.0), x, "model.onnx", "onnxruntime")
     assert out["passed"] and "fp16_weights_in_pytorch" not in out and "warnings" not in out
-    with pytest.raises(EdgeposeError, match=r"max_abs_diff 0.25 > 0.125$"):  # no second opinion for fp32
+    job.photo = x
+    with pytest.raises(EdgeposeError, match=r"max_abs_diff 0.25 > 0.125; h: mean_abs_diff 0.25 > 0.2$"):
         precision_gates.verdict(job, {"h": x + 0.25}, x, Scale(1.0), x, "model.onnx", "onnxruntime")
 
 
@@ -299,6 +324,7 @@ def ort_int8(monkeypatch):
 
     def fake(job, calib, x, threads):
         assert threads == precision_gates.PARITY_THREADS == 2
+        assert job.recipe and calib is chosen["calib"] and x is chosen["x"]  # what the verdict was given
         if isinstance(chosen["outputs"], Exception):
             raise chosen["outputs"]
         return chosen["outputs"]
@@ -312,10 +338,14 @@ def int8_case(err: float, other_err: float, ort_int8, weights=None):
     """A reference of ones; the file off by ``err``, onnxruntime's int8 by ``other_err`` (relative)."""
     x = np.ones((1, 1, 1, 4), np.float32)
     reference = {"h": np.ones((1, 1, 1, 4), np.float32)}
-    ort_int8["outputs"] = {"h": reference["h"] * np.float32(1 + other_err)}
+    calib_images = np.zeros((2, 1, 1, 4), np.float32)
+    ort_int8.update(outputs={"h": reference["h"] * np.float32(1 + other_err)}, x=x, calib=calib_images)
     job = fake_job("int8", {"min_sqnr_db": 30.0}, reference, weights)
+    job.photo = x
     cand = {"h": reference["h"] * np.float32(1 + err)}
-    return lambda calib=x: precision_gates.verdict(job, cand, x, Scale(1.0), calib, "model.tflite", "litert")
+    return lambda calib=calib_images: precision_gates.verdict(
+        job, cand, x, Scale(1.0), calib, "model.tflite", "litert"
+    )
 
 
 def test_int8_that_meets_the_bar_needs_no_second_opinion(ort_int8):
@@ -386,3 +416,14 @@ def test_worst_sqnr_text():
         precision_gates._bar({"min_sqnr_db": 30.0, "max_abs_diff": 1e-4})
         == "max_abs_diff 0.0001, min_sqnr_db 30"
     )
+
+
+def test_second_opinion_counts_only_heatmap_channels(ort_int8):
+    # Channel 0 is a heatmap (same peak), channel 1 a tag map whose argmax moves: peaks 1.0, not 0.5.
+    reference = {"h": nchw(0, 1, 1, 0, joints=2)}
+    x, calib = np.ones((1, 3, 1, 1), np.float32), np.zeros((2, 3, 1, 1), np.float32)
+    ort_int8.update(outputs={"h": nchw(0, 1, 0, 1, joints=2)}, x=x, calib=calib)
+    job = fake_job("int8", {}, reference)
+    job.heatmap_channels = {"h": 1}
+    seen = precision_gates.int8_second_opinion(job, reference, x, calib)
+    assert seen["outputs"]["h"]["peak_agreement"] == 1.0 and seen["runtime"] == "onnxruntime 9.9 (QDQ)"
