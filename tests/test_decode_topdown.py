@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from edgepose.device.decode_topdown import TopDownDecoder, argmax_points, quarter_offset
+from edgepose.device.decode_topdown import TopDownDecoder, argmax_points, dark_refine, quarter_offset
 from edgepose.device.preprocess import box_matrix, letterbox_matrix, to_image
 from edgepose.device.skeletons import get_skeleton
 
@@ -141,6 +141,15 @@ def test_decoding_runs_in_float32_whatever_it_is_given():
     assert out[0, 0, :2].tolist() == [2.0, 2.0] and out.dtype == np.float32
 
 
+def test_the_flipped_pass_is_merged_in_float32_too():
+    flipped = np.zeros((1, 1, 3, 3), np.float64)
+    flipped[0, 0, 1, 2], flipped[0, 0, 1, 0] = 1.0, 1.0 + 1e-12  # a float32 tie; mirrored: x 0 and 2
+    merged = TopDownDecoder(flip_index=[0], shift_heatmap=False).merge_flip(
+        np.zeros((1, 1, 3, 3), np.float32), flipped
+    )
+    assert merged.dtype == np.float32 and merged[0, 0, 1].tolist() == [0.5, 0.0, 0.5]
+
+
 def test_flip_merge_by_hand():
     # Joint 0 of the flipped pass is joint 1 of the crop: swapped, mirrored, shifted one pixel right, averaged.
     flipped = np.zeros((1, 2, 1, 4), np.float32)
@@ -195,7 +204,8 @@ def test_dark_matches_a_second_implementation_on_tilted_and_uneven_peaks():
         maps.append(np.exp(-(a * dx * dx + 2 * b * dx * dy + c * dy * dy) / 8))
     maps.append(rng.rand(h, w) * (np.abs(xx - 6) + np.abs(yy - 11) < 3))  # an uneven blob
     tiny = np.zeros((h, w))
-    tiny[10, 8], tiny[10, 9], tiny[11, 8] = 3e-9, 2e-9, 1e-9  # below the 1e-10 clamp without the rescale
+    # Blurred, these fall below the 1e-10 clamp unless rescaled to the map's maximum (the rescale matters there).
+    tiny[10, 8], tiny[10, 9], tiny[11, 8] = 1e-9, 0.6e-9, 0.3e-9
     maps.append(tiny)
     heat = np.asarray(maps, np.float32)[None]
     coords, _ = argmax_points(heat)
@@ -206,6 +216,8 @@ def test_dark_matches_a_second_implementation_on_tilted_and_uneven_peaks():
                 heat[0, k].astype(np.float64), int(coords[0, k, 0]), int(coords[0, k, 1]), kernel
             )
             np.testing.assert_allclose(out[0, k, :2], want, atol=2e-3, err_msg=f"map {k}, kernel {kernel}")
+    # dark_refine's own default kernel is the decoder's, 11.
+    np.testing.assert_allclose(dark_refine(heat, coords), TopDownDecoder(dark=True)(heat)[..., :2], atol=1e-6)
     # The tilted Gaussians' centres themselves: DARK is exact for a Gaussian (its log is quadratic).
     np.testing.assert_allclose(
         TopDownDecoder(dark=True)(heat)[0, :2, :2], [[7.3, 9.6], [8.8, 8.2]], atol=0.02
