@@ -342,8 +342,9 @@ def test_litehrnet_int8_is_judged_against_onnxruntime_int8(
     ours = p["outputs"]["heatmaps"]["sqnr_db"]
     other = p["int8_reference"]["outputs"]["heatmaps"]["sqnr_db"]
     assert "onnxruntime" in p["int8_reference"]["runtime"]
-    assert other < 15.0 and ours >= other - precision_gates.INT8_MARGIN["sqnr_db"]
-    assert p["thresholds"]["min_sqnr_db"] == pytest.approx(other - precision_gates.INT8_MARGIN["sqnr_db"])
+    # The documented rule (docs/tflite.md): no worse than onnxruntime's int8 minus 3 dB, stated here.
+    assert other < 15.0 and ours >= other - 3.0
+    assert p["thresholds"]["min_sqnr_db"] == pytest.approx(other - 3.0)
     assert len(p["warnings"]) == 1 and "random weights" in p["warnings"][0]
     # The device runtime reads the same file to the same figure.
     got = run_device(folder)["heatmaps"]
