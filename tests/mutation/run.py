@@ -136,11 +136,17 @@ def function_of(mutant: str) -> str:
     return f"{module}.{mangled[2:]}"
 
 
-def changed_lines(work: Path, mutant: str) -> tuple[str, str]:
-    """The lines a mutant changes (stripped; several joined by ' / '), from ``mutmut show``."""
-    shown = subprocess.run(
-        [sys.executable, "-m", "mutmut", "show", mutant], cwd=work, capture_output=True, text=True, check=True
-    ).stdout.splitlines()
+def changed_lines(work: Path, mutant: str, path: str) -> tuple[str, str]:
+    """The lines a mutant changes (stripped; several joined by ' / '): the diff ``mutmut show`` prints,
+    made in this process (a ``mutmut show`` per survivor costs a second or two of start-up each)."""
+    from mutmut.mutation.diff_apply import get_diff_for_mutant
+
+    here = os.getcwd()
+    os.chdir(work)  # mutmut reads mutants/<path> relative to the working folder
+    try:
+        shown = get_diff_for_mutant(mutant, path=path).splitlines()
+    finally:
+        os.chdir(here)
     body = [line for line in shown if not line.startswith(("---", "+++", "@@"))]
     before = " / ".join(line[1:].strip() for line in body if line.startswith("-"))
     after = " / ".join(line[1:].strip() for line in body if line.startswith("+"))
@@ -153,7 +159,7 @@ def results(work: Path, spec: dict) -> list[Mutant]:
         meta = json.loads((work / "mutants" / (path + ".meta")).read_text())
         for name, code in sorted(meta["exit_code_by_key"].items()):
             status = STATUS.get(code, f"exit code {code}")
-            before, after = changed_lines(work, name) if status not in (KILLED, TIMEOUT) else ("", "")
+            before, after = changed_lines(work, name, path) if status not in (KILLED, TIMEOUT) else ("", "")
             out.append(Mutant(name, status, function_of(name), before, after))
     return out
 
