@@ -478,3 +478,53 @@ def test_append_line_errors_name_the_file(tmp_path):
     with pytest.raises(IsADirectoryError) as info:
         append_line(str(tmp_path / "dir.jsonl"), "x")
     assert info.value.filename == str(tmp_path / "dir.jsonl")
+
+
+def test_the_temporary_file_is_hidden_next_to_the_destination_until_commit(tmp_path):
+    fh = AtomicFile(tmp_path / "f.bin")  # binary by default
+    fh.write(b"data")
+    (temp,) = os.listdir(tmp_path)  # in the destination's folder (a rename never crosses file systems)
+    assert temp.startswith(".f.bin.") and temp.endswith(".tmp") and len(temp) > len(".f.bin..tmp")
+    fh.commit()
+    assert names(tmp_path) == ["f.bin"] and (tmp_path / "f.bin").read_bytes() == b"data"
+
+
+def test_an_error_inside_the_block_propagates_and_publishes_nothing(tmp_path):
+    with pytest.raises(RuntimeError, match="boom"):
+        with AtomicFile(tmp_path / "f.bin") as fh:
+            fh.write(b"half")
+            raise RuntimeError("boom")
+    assert names(tmp_path) == []
+
+
+def test_the_newest_set_aside_copy_is_the_one_put_back(tmp_path):
+    final = tmp_path / "art"
+    old, older = tmp_path / ".art.aaaaaaaa.old", tmp_path / ".art.bbbbbbbb.old"
+    for path, when in ((old, 2_000_000_000), (older, 1_000_000_000)):
+        path.mkdir()
+        (path / "which").write_text(path.name)
+        os.utime(path, (when, when))
+    atomic_mod._recover(final)
+    assert (final / "which").read_text() == old.name and names(tmp_path) == ["art"]
+
+
+def test_may_replace_is_asked_about_the_final_path_and_refusal_names_it(tmp_path):
+    final = tmp_path / "art"
+    final.mkdir()
+    asked = []
+    with staged_dir(final, asked.append) as stage:
+        (stage / "f").write_text("new")
+    assert asked == [final, final]  # before the block and again before publishing
+    with pytest.raises(EdgeposeError, match=f"^{final} already exists$"):
+        with staged_dir(final):
+            pass
+
+
+def test_the_lock_file_has_the_users_usual_mode_while_held(tmp_path):
+    previous = os.umask(0o022)
+    try:
+        with path_lock(tmp_path / "art"):
+            mode = (tmp_path / ".art.lock").stat().st_mode & 0o777
+    finally:
+        os.umask(previous)
+    assert mode == 0o644
