@@ -206,3 +206,46 @@ def test_missing_and_garbage_files(tmp_path):
     torch.save({"epoch": 1}, empty)
     with pytest.raises(EdgeposeError, match="holds no state_dict"):
         load_weights(build_model("litepose-xs"), empty)
+
+
+def test_key_listings_show_eight_then_count_the_rest():
+    from edgepose.models.weights import _listing
+
+    keys = [f"k{i}" for i in range(10)]
+    assert _listing(keys[:8]) == "k0, k1, k2, k3, k4, k5, k6, k7"
+    assert _listing(keys[:9]) == "k0, k1, k2, k3, k4, k5, k6, k7, ... (+1 more)"
+    assert _listing(keys) == "k0, k1, k2, k3, k4, k5, k6, k7, ... (+2 more)"
+    assert _listing([]) == ""
+
+
+def test_released_hint_without_a_release_for_the_dataset_names_the_models_others(tmp_path):
+    path = tmp_path / "empty.pth"
+    torch.save({"nothing.weight": torch.zeros(1)}, path)
+    with pytest.raises(EdgeposeError) as err:  # LitePose-XS was released for CrowdPose only
+        load_weights(build_model("litepose-xs", dataset="coco"), path)
+    assert str(err.value).endswith("; released weights for litepose-xs: litepose-xs-crowdpose")
+    # A model with a spec but no dataset attribute: the model's releases, without a dataset.
+    bare = torch.nn.Linear(2, 2)
+    bare.spec = type("Spec", (), {"name": "litepose-xs"})()
+    with pytest.raises(EdgeposeError) as err:
+        load_weights(bare, path)
+    assert str(err.value).endswith("; released weights for litepose-xs: litepose-xs-crowdpose")
+
+
+def test_no_hint_for_an_unnamed_model_or_a_broken_catalog(tmp_path, monkeypatch):
+    path = tmp_path / "empty.pth"
+    torch.save({"nothing.weight": torch.zeros(1)}, path)
+    with pytest.raises(EdgeposeError) as err:
+        load_weights(torch.nn.Linear(2, 2), path)
+    assert str(err.value) == (
+        "checkpoint does not fit Linear: 2 missing: weight, bias; 1 unexpected: nothing.weight"
+    )
+    from edgepose.models import catalog
+
+    def broken():
+        raise EdgeposeError("bad catalog")
+
+    monkeypatch.setattr(catalog, "load_catalog", broken)
+    with pytest.raises(EdgeposeError) as err:
+        load_weights(build_model("litepose-xs"), path)
+    assert str(err.value).endswith("nothing.weight")  # the real error, nothing after it
