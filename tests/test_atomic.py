@@ -5,6 +5,7 @@ The fault-injection tests (full disks, kill -9 while publishing, races) are in t
 
 import errno
 import os
+import re
 import signal
 import sys
 import threading
@@ -528,3 +529,110 @@ def test_the_lock_file_has_the_users_usual_mode_while_held(tmp_path):
     finally:
         os.umask(previous)
     assert mode == 0o644
+
+
+def test_publishing_steps_in_order_with_and_without_the_swap(tmp_path, monkeypatch):
+    seen = []
+    monkeypatch.setattr(atomic_mod, "_step", lambda name: seen.append((name, names(tmp_path))))
+    final = tmp_path / "art"
+    with staged_dir(final, allow):
+        pass
+    assert [s for s, _ in seen] == ["locked", "recovered", "staged", "published"]  # nothing to replace
+    seen.clear()
+    with staged_dir(final, allow):
+        pass
+    assert [s for s, _ in seen] == ["locked", "recovered", "staged", "exchanged", "published"]
+    seen.clear()
+    monkeypatch.setattr(atomic_mod, "_exchange", lambda a, b: False)
+    with staged_dir(final, allow):
+        pass
+    assert [s for s, _ in seen] == ["locked", "recovered", "staged", "set-aside", "renamed", "published"]
+    aside = [n for n in dict(seen)["set-aside"] if n.endswith(".old")]
+    assert len(aside) == 1 and atomic_mod.leftovers(final) == [] and names(tmp_path) == ["art"]
+    assert re.fullmatch(r"\.art\.[a-z0-9_]{8}\.old", aside[0])  # what _recover recognises after a kill
+
+
+def test_a_failed_second_rename_puts_the_old_folder_back(tmp_path, monkeypatch):
+    monkeypatch.setattr(atomic_mod, "_exchange", lambda a, b: False)
+    final = tmp_path / "art"
+    final.mkdir()
+    (final / "f").write_text("old")
+    real_rename = os.rename
+
+    def fail_moving_in(src, dst):
+        if str(src).endswith(".staging"):
+            raise OSError(errno.EIO, "I/O error", str(dst))
+        return real_rename(src, dst)
+
+    monkeypatch.setattr(atomic_mod.os, "rename", fail_moving_in)
+    with pytest.raises(EdgeposeError, match="I/O error"):
+        with staged_dir(final, allow) as stage:
+            (stage / "f").write_text("new")
+    assert (final / "f").read_text() == "old" and names(tmp_path) == ["art"]
+
+
+def test_a_folder_that_appears_meanwhile_is_not_replaced(tmp_path, monkeypatch):
+    monkeypatch.setattr(atomic_mod, "_rename_noreplace", lambda src, dst: False)
+    final = tmp_path / "art"
+    with pytest.raises(
+        EdgeposeError, match=f"^{final} appeared while edgepose was writing it; nothing was replaced$"
+    ):
+        with staged_dir(final):
+            pass
+    assert names(tmp_path) == []
+
+
+def test_leftovers_that_resist_removal_do_not_fail_the_run(tmp_path, monkeypatch):
+    def rmtree(path, ignore_errors=False):
+        if not ignore_errors:
+            raise PermissionError(errno.EACCES, "Permission denied", str(path))
+
+    monkeypatch.setattr(atomic_mod.shutil, "rmtree", rmtree)
+    (tmp_path / "d").mkdir()
+    atomic_mod._remove(tmp_path / "d")
+
+
+def test_macos_no_replace_asks_for_rename_excl(tmp_path, monkeypatch):
+    libc = FakeLibc(renamex_np=True)
+    monkeypatch.setattr(atomic_mod, "_libc", lambda: libc)
+    monkeypatch.setattr(atomic_mod.sys, "platform", "darwin")
+    assert atomic_mod._rename_noreplace(tmp_path / "a", tmp_path / "b") is True
+    ((_, (_, _, flag)),) = libc.calls
+    assert flag.value == 4  # RENAME_EXCL
+
+
+def test_a_lock_file_removed_under_a_new_holder_is_taken_again(tmp_path, monkeypatch):
+    real_stat, calls = os.stat, []
+
+    def stat_once_missing(path, *a, **k):
+        if str(path).endswith(".lock") and not calls:
+            calls.append(path)
+            raise FileNotFoundError(errno.ENOENT, "gone", str(path))
+        return real_stat(path, *a, **k)
+
+    monkeypatch.setattr(atomic_mod.os, "stat", stat_once_missing)
+    with path_lock(tmp_path / "art"):
+        assert (tmp_path / ".art.lock").exists() and len(calls) == 1  # retried once, then held
+    assert names(tmp_path) == []
+
+
+def test_atomic_file_errors_name_the_destination_and_leave_nothing(tmp_path):
+    (tmp_path / "file").write_text("in the way")
+    with pytest.raises(OSError) as info:
+        AtomicFile(tmp_path / "file" / "f.bin")  # its folder cannot be made
+    assert info.value.filename == str(tmp_path / "file" / "f.bin")
+    fh = AtomicFile(tmp_path / "f.bin")
+
+    class FullDisk:
+        def write(self, data):
+            raise OSError(errno.ENOSPC, "No space left on device", "/tmp/.hidden")
+
+        def close(self):
+            pass
+
+    real, fh.fh = fh.fh, FullDisk()
+    with pytest.raises(OSError) as info:
+        fh.write(b"x")
+    real.close()
+    assert (info.value.errno, info.value.filename) == (errno.ENOSPC, str(tmp_path / "f.bin"))
+    assert names(tmp_path) == ["file"]
