@@ -258,7 +258,8 @@ def refine_case():
     P1 (tag 0): joint 0 at the corner (11, 9) = 1.0 (left and upper neighbours 0.5, where tag 3 lies).
     P2 (tag 10): joint 0 at the origin (0, 0) = 0.8 (its right and lower neighbours hold tag 3).
     Undetected joint 1 candidates: a at (8, 2) = 0.05, tag 0.2 (its right neighbour 0.01, tag 0.2);
-    b at (8, 7) = 0.09, tag -0.7; everywhere else det 0 and tag 5.
+    b at (8, 7) = 0.09, tag -0.7; c at (2, 5) = 0.04, tag 3; everywhere else det 0 and tag 5. Joint 0's
+    tag is 3 at pixels a misread seen joint would take: (9, 9) (x and y swapped), (11, 1) (the score as y).
     """
     det = np.zeros((2, 10, 12), np.float32)
     tags = np.zeros((2, 10, 12, 1), np.float32)
@@ -271,6 +272,8 @@ def refine_case():
     det[1, 8, 1], tags[1, 8, 1] = 0.9, 20.0
     det[1, 2, 8], det[1, 2, 9], tags[1, 2, 8], tags[1, 2, 9] = 0.05, 0.01, 0.2, 0.2
     det[1, 7, 8], tags[1, 7, 8] = 0.09, -0.7
+    det[1, 5, 2], tags[1, 5, 2] = 0.04, 3.0  # wins only for a mean tag near 3
+    tags[0, 9, 9], tags[0, 1, 11] = 3.0, 3.0
     return det, tags
 
 
@@ -285,7 +288,7 @@ def test_refine_fills_a_missing_joint_by_heatmap_minus_rounded_tag_distance():
     # P1 (mean tag 0): a scores 0.05 - round(0.2) = 0.05, b 0.09 - round(0.7) = -0.91, the rest 0 - 5.
     # a at (8, 2): right 0.01 > left 0 (+0.25), down = up (-0.25): (8.75, 2.25).
     np.testing.assert_allclose(p1, [[11.75, 9.75, 1.0], [8.75, 2.25, 0.05]], rtol=1e-6)
-    # P2 (mean tag 10): the best is a det-0 pixel (0 - 5): nothing is filled, not even a position.
+    # P2 (mean tag 10): the best is a det-0 pixel (0 - 5; c 0.04 - 7): nothing is filled, not even a position.
     np.testing.assert_allclose(p2, [[0.25, 0.25, 0.8], [0.0, 0.0, 0.0]], rtol=1e-6)
     # Scores are the mean over joints before refine.
     assert scores.tolist() == pytest.approx([1.05, 0.5, 0.4])
@@ -371,3 +374,18 @@ def test_a_tag_exactly_at_the_threshold_starts_a_new_person(grouping):
         det, tags = synth([(0.0, [(5.3, 5.3, 1.0), None]), (tag, [None, (5.3, 20.3, 1.0)])], 2, (30, 12))
         poses = BottomUpDecoder(2, grouping=grouping, min_joints=1).group(det, tags)[0]
         assert len(poses) == people, (grouping, tag)
+
+
+def test_refine_uses_the_mean_of_every_seen_joints_tag_vector():
+    # J = 3, 2-D tags (as with the flip test). The person: joint 0 at (2, 2) tag (0, 0), joint 2 at (8, 2)
+    # tag (0.8, 0) (0.8 < 1 away: it joins), mean (0.4, 0). Joint 1 undetected: c1 at (2, 6) = 0.02, tag
+    # (0.4, 0): 0.02 - round(0) = 0.02; c2 at (8, 6) = 0.05, tag (0.2, 0.6): 0.63 away, 0.05 - 1. c1 wins,
+    # ties all round: (2.25, 6.25). (A per-joint or all-dimension mean would pick c2.)
+    det = np.zeros((3, 9, 11), np.float32)
+    tags = np.full((3, 9, 11, 2), 5.0, np.float32)
+    det[0, 2, 2], tags[0, 2, 2] = 1.0, (0.0, 0.0)
+    det[2, 2, 8], tags[2, 2, 8] = 1.0, (0.8, 0.0)
+    det[1, 6, 2], tags[1, 6, 2] = 0.02, (0.4, 0.0)
+    det[1, 6, 8], tags[1, 6, 8] = 0.05, (0.2, 0.6)
+    (pose,), _ = BottomUpDecoder(3, grouping="official", refine=True).group(det, tags)
+    np.testing.assert_allclose(pose, [[2.25, 2.25, 1.0], [2.25, 6.25, 0.02], [8.25, 2.25, 1.0]], rtol=1e-6)
