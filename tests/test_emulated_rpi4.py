@@ -258,7 +258,7 @@ def gate_failures(manifest: dict, reference: dict, arm: dict) -> tuple[dict, lis
         if limit is not None:
             limits["max_abs_diff"] = limit
         result = parity.compare({name: ref}, {name: arm[name]}, limits, {name: joints})
-        figures[name] = {**result["outputs"][name], "gate": limits}
+        figures[name] = {**result["outputs"][name], "gate": limits, "manifest": recorded["outputs"].get(name)}
         failures += result["failures"]
     return figures, failures
 
