@@ -154,7 +154,7 @@ def cpu_name():
 
 
 # An ARM userland on an x86 machine is qemu's user-mode emulation (qemu-user-static + binfmt_misc). Two
-# signs, either enough: the kernel's own architecture (/proc/sys/kernel/arch, Linux 6.1+; uname -m is
+# signs, either enough: the kernel's own architecture (/proc/sys/kernel/arch, recent kernels; uname -m is
 # what qemu says) and the host's CPU lines in /proc/cpuinfo (passed through by QEMU before 8.2).
 _X86_CPUINFO = ("GenuineIntel", "AuthenticAMD", "HygonGenuine")
 
