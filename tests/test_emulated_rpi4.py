@@ -23,7 +23,7 @@ import cv2
 import numpy as np
 import pytest
 
-from edgepose.device.bench import emulation, host_info
+from edgepose.device.machine import emulation, host_info
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "devices" / "emulated" / "rpi4.sh"
@@ -162,7 +162,7 @@ def test_it_is_an_arm64_userland_under_qemu_and_records_say_so(emulated_pi, tmp_
     assert emulated_pi.ssh("rm -rf edgepose_device").returncode == 0
     emulated_pi.push(REPO / "edgepose" / "device", "edgepose_device")
     proc = emulated_pi.ssh(
-        "python3 -c 'import json; from edgepose_device.bench import host_info; print(json.dumps(host_info()))'"
+        "python3 -c 'import json; from edgepose_device.machine import host_info; print(json.dumps(host_info()))'"
     )
     assert proc.returncode == 0, proc.stderr
     info = json.loads(proc.stdout)
