@@ -343,3 +343,44 @@ def test_exports_run_on_aarch64_and_match_x86_within_their_gates(model, emulated
             problems += [f"{kind}: aarch64 vs {against}: {f}" for f in failures]
         problems += check_run_outputs(local / "out", kind)
     assert not problems, "\n".join(problems)
+
+
+# ----------------------------------------------------- edgepose bench --device rpi4 over ssh, emulated
+
+# Under qemu a LitePose-XS frame at 256x256 takes 10-40 s (4 emulated threads on this host's cores):
+# the bench runs a small input on one thread so that it checks the path, not qemu's speed.
+BENCH_INPUT = "64x64"
+
+
+@pytest.mark.emulated
+@pytest.mark.slow
+@pytest.mark.parametrize("runtime", [None, "onnxruntime"])
+def test_bench_over_ssh_on_the_emulated_pi_records_aarch64_and_never_the_pis_latency(
+    runtime, emulated_pi, tmp_path
+):
+    from edgepose.bench.papers import load_paper
+    from edgepose.bench.records import read_records
+    from edgepose.bench.report import build_table
+    from edgepose.cli import main
+
+    model = "litepose-xs"
+
+    records = tmp_path / "emulated.jsonl"
+    args = ["bench", "--device", "rpi4", "--ssh-config", emulated_pi.config, "--host", "emulated-rpi4",
+            "--models", model, "--input", BENCH_INPUT, "--threads", "1", "--runs", "2", "--warmup", "1",
+            "--cache", str(tmp_path / "cache"), "--out", str(records)]  # fmt: skip
+    if runtime:
+        args += ["--runtime", runtime]
+    assert main(args) == 0
+    recs = read_records([records])
+    assert {r["timed"] for r in recs} >= {"model", "pipeline.total"}
+    for r in recs:
+        assert r["device"] == "rpi4" and r["reached"] == "ssh emulated-rpi4"
+        assert r["host"]["machine"] == "aarch64" and r["host"]["emulated"] == "qemu-aarch64"
+        assert r["on_device"] is False  # the Pi's software, not its speed
+        assert r["runtime"].startswith(runtime or "tflite") and r["threads"] == 1
+        assert r["input_size"] == [64, 64] and r["stats"]["median_ms"] > 0
+    if runtime is None:  # the report keeps it out of the paper's Pi column
+        paper = load_paper("litepose")
+        table = build_table(paper, paper.table("crowdpose")[0], recs, count_macs=False)
+        assert any("rpi4 emulated (qemu-aarch64" in h for h in table.header)

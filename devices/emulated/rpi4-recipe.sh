@@ -22,7 +22,10 @@ build() {
   : >"$LOG"
   trap 'unmount_all "'"$new"'"' EXIT
   phase "debootstrap $SUITE arm64 from $mirror"
+  # One retry: a dropped connection to the mirror should not fail a CI run.
   debootstrap --arch=arm64 --variant=minbase --include="$packages" "$SUITE" "$new" "$mirror" >>"$LOG" 2>&1 ||
+    { say "debootstrap failed ($(tail -n1 "$LOG")): once more" && unmount_all "$new" && remove_tree "$new" &&
+      debootstrap --arch=arm64 --variant=minbase --include="$packages" "$SUITE" "$new" "$mirror" >>"$LOG" 2>&1; } ||
     fail "debootstrap failed: $(tail -n1 "$LOG")"
   echo "deb $mirror $SUITE main" >"$new/etc/apt/sources.list"
   [ -n "$proxy" ] && echo "Acquire::http::Proxy \"$proxy\";" >"$new/etc/apt/apt.conf.d/01proxy"
@@ -38,6 +41,7 @@ build() {
   pip_env
   as_pi "$new" /usr/bin/python3 -m venv "$VENV" >>"$LOG" 2>&1 || fail "python3 -m venv failed: $(tail -n1 "$LOG")"
   as_pi "$new" "$VENV/bin/pip" install --no-input --progress-bar off -r /tmp/requirements.txt >>"$LOG" 2>&1 ||
+    as_pi "$new" "$VENV/bin/pip" install --no-input --progress-bar off -r /tmp/requirements.txt >>"$LOG" 2>&1 ||
     fail "pip install of the device requirements failed: $(grep -E '^ERROR' "$LOG" | tail -n1)"
   rm -f "$new/tmp/requirements.txt"
   # Proof that it is what it should be: aarch64 Python importing every device-side package.
