@@ -4,6 +4,7 @@ import pytest
 
 from edgepose.bench.profiles import list_profiles, load_profile
 from edgepose.errors import EdgeposeError
+from edgepose.export.recipe import load_recipe, resolve
 
 
 def test_shipped_profiles_resolve_against_their_recipes():
@@ -133,3 +134,66 @@ def test_engine_builder_is_a_profile_setting_of_tensorrt_recipes(tmp_path):
     )
     prof = load_profile(str(path))
     assert prof.recipe.options.builder == "trtexec" and prof.precision == "int8" and prof.int8
+
+
+def profile_error(tmp_path, text: str) -> str:
+    bad = tmp_path / "box.toml"
+    bad.write_text(text)
+    with pytest.raises(EdgeposeError) as err:
+        load_profile(str(bad))
+    return str(err.value).replace(str(bad), "{path}")
+
+
+def test_profile_tables_and_models_are_checked_with_whole_messages(tmp_path):
+    assert profile_error(tmp_path, 'recipe = "onnx"\nreach = "ssh"\n') == "{path}: [reach] must be a table"
+    assert profile_error(tmp_path, 'recipe = "onnx"\n[reach]\nmethod = "ssh"\nworkdir = 22\n') == (
+        "{path}: [reach] values must be strings"
+    )
+    assert profile_error(tmp_path, 'recipe = "onnx"\n[native]\ntool = "trtexec"\nflags = "-v"\n') == (
+        "{path}: unknown [native] keys ['flags']; allowed: tool, path"
+    )
+    for models in ('"some"', "[1, 2]", '"xs"'):
+        assert profile_error(tmp_path, f'recipe = "onnx"\nmodels = {models}\n') == (
+            '{path}: models must be "all" or a list of model names'
+        )
+    assert profile_error(tmp_path, 'recipe = "onnx"\nruntimes = 3\n') == (
+        "{path}: [runtimes] must hold one table per runtime, e.g. [runtimes.onnxruntime]"
+    )
+    good = tmp_path / "good.toml"
+    good.write_text('recipe = "onnx"\nmodels = ["litepose-xs", "litepose-s"]\n')
+    assert load_profile(str(good)).models == ("litepose-xs", "litepose-s")
+    good.write_text('recipe = "onnx"\n')
+    assert load_profile(str(good)).models is None  # "all"
+
+
+def test_command_line_threads_reach_the_recipe_and_int8_refusal_lists_the_rest():
+    pi = load_profile("rpi4")
+    assert pi.with_settings(threads=2).threads == 2 and pi.threads == 4
+    assert pi.with_settings(threads=2, runtime="onnxruntime").recipe.runtime.threads == 2
+    nano = load_profile("jetson-nano")
+    with pytest.raises(EdgeposeError) as err:
+        nano.with_settings(precision="int8")
+    assert str(err.value) == (
+        "jetson-nano (devices/jetson-nano.toml) cannot run int8 (hardware.int8 = false): choose one of fp16, fp32"
+    )
+
+
+def test_the_manifest_records_the_resolved_recipe_in_full():
+    import hashlib
+
+    from edgepose import shipped
+
+    recipe = resolve(load_recipe("rpi4"), precision="fp16", threads=2)
+    # export/rpi4.toml, by hand: fp16's own parity table, XNNPACK with the threads given.
+    assert recipe.to_dict() == {
+        "name": "rpi4",
+        "sha256": hashlib.sha256(shipped.locate("recipes", "rpi4")[0].read_bytes()).hexdigest(),
+        "format": "tflite",
+        "precision": "fp16",
+        "precisions": ["fp32", "int8", "fp16"],
+        "opset": None,
+        "dynamic_batch": False,
+        "calib_max_images": 200,
+        "parity": {"min_sqnr_db": 40.0, "min_peak_agreement": 0.9},
+        "runtime": {"backend": "tflite", "threads": 2, "delegate": "xnnpack"},
+    }
