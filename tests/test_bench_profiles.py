@@ -150,7 +150,7 @@ def test_profile_tables_and_models_are_checked_with_whole_messages(tmp_path):
         "{path}: [reach] values must be strings"
     )
     assert profile_error(tmp_path, 'recipe = "onnx"\n[native]\ntool = "trtexec"\nflags = "-v"\n') == (
-        "{path}: unknown [native] keys ['flags']; allowed: tool, path"
+        "{path}: unknown [native] keys ['flags']; allowed: tool, path, cpu_mask"
     )
     for models in ('"some"', "[1, 2]", '"xs"'):
         assert profile_error(tmp_path, f'recipe = "onnx"\nmodels = {models}\n') == (
