@@ -187,3 +187,16 @@ def test_next_steps_are_checked_for_their_placeholders(tmp_path):
         load_recipe(write(tmp_path, 'format = "onnx"\nopset = 13\nnext_steps = ["go {where}"]\n'))
     with pytest.raises(EdgeposeError, match="next_steps must be a list of strings"):
         load_recipe(write(tmp_path, 'format = "onnx"\nopset = 13\nnext_steps = "run it"\n'))
+
+
+def test_thread_overrides_are_whole_numbers_and_zero_means_the_runtimes_default():
+    rpi4 = load_recipe("rpi4")
+    assert resolve(rpi4, threads=0).runtime.threads is None  # 0: the runtime decides
+    assert resolve(rpi4, threads=1).runtime.threads == 1
+    for bad in (-1, True, 2.0, "2"):
+        with pytest.raises(EdgeposeError) as err:
+            resolve(rpi4, threads=bad)
+        assert str(err.value) == f"target 'rpi4': threads must be an integer >= 0, got {bad!r}"
+    with pytest.raises(EdgeposeError) as err:
+        resolve(load_recipe("onnx"), delegate="gpu")
+    assert str(err.value) == "delegate 'gpu' is not allowed for target 'onnx'; choose: none"
