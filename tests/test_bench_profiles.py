@@ -197,3 +197,27 @@ def test_the_manifest_records_the_resolved_recipe_in_full():
         "parity": {"min_sqnr_db": 40.0, "min_peak_agreement": 0.9},
         "runtime": {"backend": "tflite", "threads": 2, "delegate": "xnnpack"},
     }
+
+
+def test_a_profile_reads_its_name_description_and_each_runtime_choice(tmp_path):
+    pi = load_profile("rpi4")
+    assert (
+        pi.name == "rpi4"
+        and pi.description == "Raspberry Pi 4 Model B, 4x Cortex-A72 @ 1.5 GHz, 64-bit Raspberry Pi OS"
+    )
+    box = tmp_path / "box.toml"
+    box.write_text(
+        'name = "lab-box"\ndescription = "the lab box"\nrecipe = "onnx"\n'
+        '[runtimes.tflite]\nrecipe = "rpi4"\nprecision = "fp16"\nthreads = 3\ndelegate = "xnnpack"\n'
+    )
+    prof = load_profile(str(box))
+    assert (prof.name, prof.description) == ("lab-box", "the lab box")
+    tfl = prof.runtimes["tflite"]
+    assert (tfl.precision, tfl.runtime.threads, tfl.runtime.delegate) == ("fp16", 3, "xnnpack")
+    box.write_text('recipe = "onnx"\n')
+    assert (load_profile(str(box)).name, load_profile(str(box)).description) == ("box", "")
+    for runtimes, message in [
+        ('[runtimes.tflite]\nrecipe = "rpi4"\ncolour = "red"\n', "{path} [runtimes.tflite]: needs a recipe"),
+        ("[runtimes]\ntflite = 3\n", "{path} [runtimes.tflite]: needs a recipe"),
+    ]:
+        assert profile_error(tmp_path, 'recipe = "onnx"\n' + runtimes).startswith(message)

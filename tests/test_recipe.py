@@ -6,7 +6,7 @@ import pytest
 
 from edgepose.device.formats import TensorRTOptions, TFLiteOptions
 from edgepose.errors import EdgeposeError
-from edgepose.export.recipe import known_recipes, load_recipe, parse_recipe, resolve
+from edgepose.export.recipe import RuntimeSettings, known_recipes, load_recipe, parse_recipe, resolve
 
 
 def write(tmp_path, text, name="mine.toml"):
@@ -200,3 +200,82 @@ def test_thread_overrides_are_whole_numbers_and_zero_means_the_runtimes_default(
     with pytest.raises(EdgeposeError) as err:
         resolve(load_recipe("onnx"), delegate="gpu")
     assert str(err.value) == "delegate 'gpu' is not allowed for target 'onnx'; choose: none"
+
+
+def recipe_error(data: dict) -> str:
+    with pytest.raises(EdgeposeError) as err:
+        parse_recipe(data)
+    return str(err.value)
+
+
+def test_a_minimal_recipe_gets_the_documented_defaults():
+    r = parse_recipe({"format": "tflite", "precision": "fp16"})
+    assert (r.name, r.source, r.description, r.sha256) == ("custom", "<dict>", "", "")
+    assert (r.precision, r.precisions, r.dynamic_batch, r.calib_max_images) == ("fp16", ("fp16",), False, 200)
+    assert r.parity_tables == {} and r.runtime == RuntimeSettings(backend="tflite")
+    named = parse_recipe(
+        {"format": "onnx", "opset": 13, "name": "lab", "description": "ours", "calib_max_images": 1}
+    )
+    assert (named.name, named.description, named.calib_max_images) == ("lab", "ours", 1)
+    assert load_recipe("rpi4").description == "TFLite for Raspberry Pi 4 (CPU, XNNPACK, 4 threads)"
+
+
+def test_parity_tables_default_and_per_precision():
+    tables = parse_recipe(
+        {
+            "format": "tflite",
+            "parity": {"min_sqnr_db": 30, "int8": {"min_sqnr_db": 15}, "fp16": {"min_sqnr_db": 40}},
+        }
+    ).parity_tables
+    assert tables == {
+        "default": {"min_sqnr_db": 30.0},
+        "int8": {"min_sqnr_db": 15.0},
+        "fp16": {"min_sqnr_db": 40.0},
+    }
+    only = parse_recipe({"format": "tflite", "parity": {"int8": {"min_sqnr_db": 15}}}).parity_tables
+    assert only == {"int8": {"min_sqnr_db": 15.0}}  # no empty default table
+
+
+def test_runtime_delegates_and_threads_in_a_recipe():
+    one = parse_recipe({"format": "tflite", "runtime": {"delegate": "xnnpack", "threads": 0}}).runtime
+    assert (one.delegate, one.delegates, one.threads) == ("xnnpack", ("xnnpack",), None)  # 0: the default
+    assert parse_recipe({"format": "tflite"}).runtime.delegates == ()
+    assert recipe_error({"format": "tflite", "runtime": {"colour": "red"}}) == (
+        "recipe <dict> [runtime]: unknown keys ['colour']; allowed: backend, threads, delegate, delegates"
+    )
+    for bad in (1.5, True, -1):
+        assert recipe_error({"format": "tflite", "runtime": {"threads": bad}}) == (
+            f"recipe <dict>: runtime threads must be an integer >= 0, got {bad!r}"
+        )
+    assert recipe_error({"format": "tflite", "runtime": {"backend": "onnxruntime"}}) == (
+        "recipe <dict>: runtime backend 'onnxruntime' cannot run tflite; choose tflite"
+    )
+
+
+def test_format_options_types_next_steps_and_override_messages():
+    assert recipe_error({"format": "onnx", "opset": 13, "onnx": {"foo": 1}}) == (
+        "recipe <dict> [onnx]: unknown keys ['foo']; allowed: none"
+    )
+    assert recipe_error({"format": "tensorrt", "opset": 13, "tensorrt": {"workspace_mib": True}}) == (
+        "recipe <dict> [tensorrt]: workspace_mib must be a int, got True"
+    )
+    every = "{folder} {path} {model} {source}"
+    assert parse_recipe({"format": "onnx", "opset": 13, "next_steps": [every]}).next_steps == (every,)
+    assert recipe_error({"format": "onnx", "opset": 13, "next_steps": ["{nope}"]}) == (
+        "recipe <dict>: next_steps may use {folder}, {path}, {model}, {source}, not ['nope']"
+    )
+    assert recipe_error({"format": "onnx", "opset": 13, "next_steps": ["{folder"]}).startswith(
+        "recipe <dict>: next_steps '{folder': "
+    )
+    assert recipe_error({"format": "onnx", "opset": 13, "precision": "int8"}) == (
+        "recipe <dict>: precisions must be drawn from fp32 (format onnx), got ['int8']"
+    )
+    with pytest.raises(EdgeposeError) as err:
+        resolve(load_recipe("jetson"), opset=9)
+    assert str(err.value) == "target 'jetson': opset must be an integer from 11 to 17, got 9"
+    with pytest.raises(EdgeposeError) as err:
+        resolve(load_recipe("onnx"), precision="fp16")
+    assert (
+        str(err.value)
+        == "target 'onnx': precision 'fp16' is not allowed for target 'onnx'; choose one of: fp32"
+    )
