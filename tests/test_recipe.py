@@ -19,7 +19,7 @@ def test_shipped_recipes():
     assert set(known_recipes()) == {"onnx", "jetson", "rpi4", "snapdragon855"}
     onnx = load_recipe("onnx")
     assert (onnx.format, onnx.precision, onnx.opset, onnx.dynamic_batch) == ("onnx", "fp32", 17, False)
-    assert onnx.parity == {"max_abs_diff": 1e-4}
+    assert onnx.parity == {"max_abs_diff": 1e-4, "min_pixel_agreement": 0.999}
     assert (onnx.runtime.backend, onnx.runtime.threads) == ("onnxruntime", 2)
     jetson = load_recipe("jetson")
     assert (jetson.format, jetson.precision, jetson.opset) == ("tensorrt", "fp16", 13)
@@ -32,11 +32,15 @@ def test_shipped_recipes():
 def test_tflite_recipes_hold_a_limit_table_per_precision():
     rpi4, sd855 = load_recipe("rpi4"), load_recipe("snapdragon855")
     assert (rpi4.runtime.threads, rpi4.runtime.delegate) == (4, "xnnpack")
-    assert rpi4.parity == {"max_abs_diff": 1e-4, "noise_factor": 4.0, "noisy_min_sqnr_db": 60.0}
+    assert rpi4.parity == {
+        "max_abs_diff": 1e-4, "noise_factor": 4.0, "noisy_min_sqnr_db": 60.0, "min_pixel_agreement": 0.999,
+    }  # fmt: skip
+    # One table per precision: peak agreement gates pose heatmaps, pixel agreement segmentation logits.
     for recipe in (rpi4, sd855):
         fp16, int8 = (resolve(recipe, precision=p).parity for p in ("fp16", "int8"))
-        assert fp16 == {"min_sqnr_db": 40.0, "min_peak_agreement": 0.9}
-        assert int8 == {"min_sqnr_db": 15.0, "min_peak_agreement": 0.2}
+        assert fp16 == {"min_sqnr_db": 40.0, "min_peak_agreement": 0.9, "min_pixel_agreement": 0.98}
+        assert int8 == {"min_sqnr_db": 15.0, "min_peak_agreement": 0.2, "min_pixel_agreement": 0.75}
+    assert load_recipe("jetson").parity == {"max_abs_diff": 1e-4, "min_pixel_agreement": 0.999}
     assert sd855.options.benchmark_flags["fp16"] == "--use_gpu=true"
     assert set(sd855.runtime.delegates) == {"xnnpack", "gpu", "hexagon", "nnapi"}
 

@@ -1,7 +1,9 @@
 """The run script of an artifact folder: ``python3 run.py --source 0 --show`` and friends.
 
 ``main(argv, model_dir)`` is what the folder's ``run.py`` calls; ``edgepose infer`` on the host adds
-the same options (``add_arguments``) and calls ``run``. Bad input prints one line and exits 2.
+the same options (``add_arguments``) and calls ``run``. Bad input prints one line and exits 2. What
+differs between pose and segmentation models (pipeline options, JSON fields, drawing, mask files) is
+the model kind's task (``tasks.py``).
 """
 
 import argparse
@@ -25,7 +27,15 @@ def add_arguments(parser, backends=None):
     parser.add_argument(
         "--out", help="annotated output: an image, a video (.mp4/.avi), or a folder for a folder source"
     )
-    parser.add_argument("--json", help="write the poses as JSON lines (one line per frame)")
+    parser.add_argument(
+        "--json", help="write JSON lines, one per frame: the poses, or a segmentation model's class shares"
+    )
+    parser.add_argument(
+        "--mask", metavar="DIR", help="segmentation: write each frame's class ids as a PNG into DIR"
+    )
+    parser.add_argument(
+        "--alpha", type=float, default=0.5, help="segmentation: opacity of the class colours (default 0.5)"
+    )
     parser.add_argument(
         "--show", action="store_true", help="show the annotated frames in a window (q/Esc quits)"
     )
@@ -34,7 +44,9 @@ def add_arguments(parser, backends=None):
     )
     parser.add_argument("--threads", type=int, help="CPU threads for the runtime (default: the manifest's)")
     parser.add_argument(
-        "--flip", action="store_true", help="flip test: also run the mirrored input and average"
+        "--flip",
+        action="store_true",
+        help="flip test: also run the mirrored input and average (pose, segmentation)",
     )
     parser.add_argument("--boxes", help="top-down models: person boxes JSON (default: the whole frame)")
     parser.add_argument(
@@ -74,7 +86,7 @@ def add_arguments(parser, backends=None):
 
 def build_parser(prog="run.py"):
     parser = argparse.ArgumentParser(
-        prog=prog, description="Pose estimation with an edgepose artifact folder."
+        prog=prog, description="Pose estimation or segmentation with an edgepose artifact folder."
     )
     parser.add_argument("--model-dir", help="the artifact folder (default: the folder of run.py)")
     add_arguments(parser)
@@ -96,37 +108,17 @@ def main(argv=None, model_dir=None):
 
 def run(args, model_dir, runtime=None):
     """Run the pipeline over ``args.source``; ``runtime`` replaces the manifest's backend (host tools)."""
-    from .draw import FPS_COVERS, draw_poses, draw_timings, fps_text, skeleton_for
+    from .draw import FPS_COVERS, draw_timings, fps_text
     from .manifest import load_manifest
-    from .pipeline import PosePipeline
 
     manifest = load_manifest(model_dir)
-    from .sources import BoxFile, Source  # OpenCV: imported when frames are read, not for --help
+    from .sources import Source  # OpenCV: imported when frames are read, not for --help
+    from .tasks import open_task
 
     source = Source(args.source)
     _check_out(args.out, source)
-    boxes = BoxFile(args.boxes) if args.boxes else None
-    if boxes is not None and manifest["model"].get("kind") != "top-down":
-        raise EdgeposeError(
-            "--boxes is for top-down models; {} is bottom-up".format(manifest["model"].get("name"))
-        )
-    pipeline = PosePipeline(
-        model_dir,
-        backend=args.backend,
-        threads=args.threads,
-        flip=args.flip,
-        refine=args.refine,
-        dark=args.dark,
-        det_threshold=args.det_threshold,
-        tag_threshold=args.tag_threshold,
-        grouping=args.grouping,
-        min_joints=args.min_joints,
-        min_score=args.min_score,
-        runtime=runtime,
-        manifest=manifest,
-    )
-    skeleton = skeleton_for(manifest)
-    warning = random_weights_warning(manifest)
+    task = open_task(args, model_dir, manifest, runtime, source)
+    warning = random_weights_warning(manifest, task.what)
     if warning:
         sys.stderr.write("run.py: warning: {}\n".format(warning))
     frames_out = _FrameWriter(args.out, source)
@@ -137,7 +129,7 @@ def run(args, model_dir, runtime=None):
         for index, name, frame in source:
             if args.max_frames is not None and count >= args.max_frames:
                 break
-            result = pipeline(frame, boxes.for_frame(index, name) if boxes else None)
+            result = task(index, name, frame)
             timings = result["timings"]
             total = sum(timings.values())
             fps = 1000.0 / total if total > 0 else 0.0
@@ -145,20 +137,21 @@ def run(args, model_dir, runtime=None):
                 totals[key] += timings[key]
             count += 1
             if lines is not None:
-                record = {
-                    "frame": index,
-                    "source": name,
-                    "people": result["people"],
-                    "timings_ms": {k: round(v, 3) for k, v in timings.items()},
-                    "fps": round(fps, 2),
-                    "fps_covers": FPS_COVERS,
-                }
-                lines.write(json.dumps(record) + "\n")
-            if args.out or args.show:
-                draw_poses(frame, result["people"], skeleton, threshold=args.kpt_threshold)
-                draw_timings(
-                    frame, timings, fps, "RANDOM WEIGHTS: poses are meaningless" if warning else None
+                record = {"frame": index, "source": name}
+                record.update(task.fields(result))
+                record.update(
+                    {
+                        "timings_ms": {k: round(v, 3) for k, v in timings.items()},
+                        "fps": round(fps, 2),
+                        "fps_covers": FPS_COVERS,
+                    }
                 )
+                lines.write(json.dumps(record) + "\n")
+            task.save(index, name, result)
+            if args.out or args.show:
+                task.draw(frame, result)
+                label = "RANDOM WEIGHTS: {} are meaningless".format(task.what) if warning else None
+                draw_timings(frame, timings, fps, label)
                 frames_out.write(frame, name)
                 if args.show and _show(frame):
                     break
@@ -176,7 +169,7 @@ def run(args, model_dir, runtime=None):
         print(
             "{} frame(s) with {}: pre {:.1f} ms, model {:.1f} ms, post {:.1f} ms per frame; {}".format(
                 count,
-                pipeline.runtime.describe(),
+                task.pipeline.runtime.describe(),
                 totals["pre"] / n,
                 totals["model"] / n,
                 totals["post"] / n,
@@ -186,12 +179,12 @@ def run(args, model_dir, runtime=None):
     return 0
 
 
-def random_weights_warning(manifest):
+def random_weights_warning(manifest, what="poses"):
     """The one-line warning for an artifact exported with random weights, else None."""
     weights = manifest["model"].get("weights")
     if weights is None or (isinstance(weights, dict) and weights.get("kind") == "random"):
-        return "{} was exported with random weights: the poses it finds are meaningless".format(
-            manifest["model"].get("name", "this model")
+        return "{} was exported with random weights: the {} it finds are meaningless".format(
+            manifest["model"].get("name", "this model"), what
         )
     return None
 
@@ -245,15 +238,12 @@ class _FrameWriter(object):
     def write(self, frame, name):
         import cv2
 
+        from .tasks import write_image
+
         if not self.out:
             return
         if self.source.kind in ("image", "folder"):
-            path = self.out if self.source.kind == "image" else os.path.join(self.out, name)
-            tmp = temp_name(path)
-            if not cv2.imwrite(tmp, frame):
-                discard(tmp)
-                raise EdgeposeError("cannot write image {}".format(path))
-            publish(tmp, path)
+            write_image(self.out if self.source.kind == "image" else os.path.join(self.out, name), frame)
             return
         if self.video is None:
             ext = os.path.splitext(self.out)[1].lower()

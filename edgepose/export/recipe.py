@@ -20,11 +20,15 @@ from edgepose.errors import EdgeposeError
 
 OPSET_RANGE = (11, 17)  # the legacy TorchScript exporter at an exact, tested opset
 # Thresholds a parity gate checks, and the two settings of its fp32 noise allowance (export/parity.py).
-PARITY_THRESHOLDS = ("max_abs_diff", "mean_abs_diff", "min_sqnr_db", "min_peak_agreement")
+# An agreement bar applies to the outputs whose role has that figure: peaks for heatmaps, pixels
+# (per-pixel argmax class) for segmentation logits; so one table per precision serves both kinds.
+PARITY_THRESHOLDS = (
+    "max_abs_diff", "mean_abs_diff", "min_sqnr_db", "min_peak_agreement", "min_pixel_agreement",
+)  # fmt: skip
 PARITY_SETTINGS = ("noise_factor", "noisy_min_sqnr_db")
 PARITY_KEYS = PARITY_THRESHOLDS + PARITY_SETTINGS
 RUNTIME_KEYS = ("backend", "threads", "delegate", "delegates")
-NEXT_STEP_FIELDS = ("folder", "path", "model", "source")
+NEXT_STEP_FIELDS = ("folder", "path", "model", "source", "json")
 _TOP_KEYS = (
     "name", "description", "format", "precision", "precisions", "opset", "dynamic_batch",
     "calib_max_images", "next_steps", "parity", "runtime", *FORMATS,
@@ -67,7 +71,7 @@ class Recipe:
     # Parity limits: "default" applies to every precision without its own table.
     parity_tables: dict[str, dict[str, float]] = field(default_factory=dict)
     # What to do with the folder next, printed after an export: {folder} (its name), {path} (absolute),
-    # {source} (an example input that fits the model).
+    # {source} (an example input that fits the model), {json} (a JSON-lines file name for its kind).
     next_steps: tuple[str, ...] = ()
     source: str = ""  # where it was read from, for messages only (never written into an artifact)
     sha256: str = ""  # of the recipe file's bytes
