@@ -181,7 +181,7 @@ def export_model(
     """
     spec = get_spec(model_name)
     recipe = target if isinstance(target, Recipe) else load_recipe(target)
-    recipe = resolve(recipe, precision=precision, opset=opset, dynamic_batch=dynamic_batch)
+    recipe = resolve(recipe, precision=precision, opset=opset, dynamic_batch=dynamic_batch, kind=spec.kind)
     if isinstance(input_size, str):
         input_size = parse_size(input_size)
     used = resolve_weights(weights, model=model_name, dataset=dataset) if weights else None
