@@ -239,10 +239,29 @@ def test_crowd_assignment_is_optimal_over_the_allowed_pairs_only(seed):
         joined = group >= 0
         assert np.all(dist[joined, group[joined]] < 1.0)  # never a pair at or beyond the threshold
         assert len(set(group[joined].tolist())) == joined.sum()  # one peak per person
-        # the reference: scipy on the same problem, disallowed pairs forbidden, "new person" costs 1
+        # the reference: scipy on the same problem (squared distance), disallowed pairs forbidden,
+        # "new person" costs 1
         cost = np.full((n, groups + n), np.inf)
-        cost[:, :groups] = np.where(dist < 1.0, dist - scores[:, None], np.inf)
+        cost[:, :groups] = np.where(dist < 1.0, dist**2 - scores[:, None], np.inf)
         cost[np.arange(n), groups + np.arange(n)] = 1.0
         rows, cols = linear_sum_assignment(cost)
-        ours = np.where(joined, dist[np.arange(n), np.maximum(group, 0)] - scores, 1.0).sum()
+        ours = np.where(joined, dist[np.arange(n), np.maximum(group, 0)] ** 2 - scores, 1.0).sum()
         assert ours == pytest.approx(cost[rows, cols].sum(), abs=1e-9)
+
+
+def test_crowd_assignment_keeps_the_order_where_plain_distances_tie():
+    # One-dimensional tags, two peaks p < q on the same side of two people A < B, all within the
+    # threshold: |p-A| + |q-B| == |p-B| + |q-A| exactly, so with plain distances float rounding (and the
+    # 1e-6 between onnxruntime and PyTorch) picks the pairing. Squared, p->A and q->B win by 2 (q-p)(B-A).
+    from edgepose.device.grouping import crowd_assign
+
+    rng = np.random.RandomState(0)
+    for _ in range(200):
+        p, q, a, b = np.sort(rng.uniform(0, 0.9, 4))
+        if rng.rand() < 0.5:
+            p, q, a, b = a, b, p, q  # the peaks above the people
+        people = np.array([a, b]) if rng.rand() < 0.5 else np.array([b, a])
+        peaks = np.array([p, q]) if rng.rand() < 0.5 else np.array([q, p])
+        dist = np.abs(peaks[:, None] - people[None, :])
+        group = crowd_assign(dist, rng.uniform(0.1, 1, 2), 1.0)
+        assert people[group].tolist() == [a if x == p else b for x in peaks], (p, q, a, b)

@@ -243,6 +243,8 @@ def clipping_int8(monkeypatch):
         return ranges
 
     monkeypatch.setattr(tfl, "widen_constant_ranges", narrowed)
+    # The quantiser normally runs in a child process, which would not see the patch: run it here.
+    monkeypatch.setattr(tfl, "quantize_int8", tfl._quantize_int8)
 
 
 def test_failed_parity_gate_names_the_figures_and_leaves_no_folder(

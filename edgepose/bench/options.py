@@ -18,6 +18,7 @@ class BenchOptions:
     progress: bool = True
     cpus: str | None = None  # pin to these CPUs (e.g. "4-7")
     benchmark_model: str | None = None  # a TFLite benchmark_model binary to time TFLite artifacts with
+    agree: bool = False  # also measure each artifact's agreement AP with its PyTorch model, here
 
     @property
     def remote_timeout(self) -> float:

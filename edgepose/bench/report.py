@@ -15,6 +15,7 @@ from functools import cache
 from typing import Any
 
 from edgepose.bench.papers import MACS_UNITS, Paper, Row, Table
+from edgepose.bench.records import agreement_cell
 from edgepose.tables import Column, format_table
 
 NATIVE_TOOLS = ("trtexec", "benchmark_model")
@@ -183,6 +184,31 @@ def _column_note(col: MeasuredColumn, recs: list[dict[str, Any]]) -> str:
     )
 
 
+def _agreement_note(records: list[dict[str, Any]]) -> str:
+    """What the agreement column measures, on which photos, and whether the weights were random."""
+    shown = [r["agreement"] for r in records if r.get("agreement") and "ap" in r["agreement"]]
+    photos = sorted({a.get("photos", "?") for a in shown})
+    random = any(str(a.get("weights", "")).startswith("random") for a in shown)
+    return (
+        "agree AP: COCO keypoint AP of the artifact's poses against its own PyTorch model's (same weights, "
+        f"same decoding) on {'; '.join(photos) or 'the bundled photos'}, run on this machine; the export's "
+        "fidelity, not the model's accuracy (docs/accuracy.md)"
+        + (
+            "; random weights: the poses are noise and near-ties in their decoding go either way (below 1 "
+            "even for an exact fp32 export), so the column says nothing about accuracy"
+            if random
+            else ""
+        )
+        + (
+            "; n/a: a segmentation model (keypoint agreement is for pose models; its export's fidelity is "
+            "the per-pixel agreement in its manifest's parity block)"
+            if any("not_applicable" in (r.get("agreement") or {}) for r in records)
+            else ""
+        )
+        + "."
+    )
+
+
 def build_table(
     paper: Paper, table: Table, records: list[dict[str, Any]], count_macs: bool = True
 ) -> ReportTable:
@@ -195,10 +221,16 @@ def build_table(
     if any(r.params_m is not None for r in table.rows):
         header.append("Params M (paper)")
     header += ["Params M", f"MACs {unit} (paper)", f"MACs {unit} (paper conv.)", "MACs G (true)"]
+    # Agreement AP (edgepose bench --agree) gets a column next to the latency of each place that has it.
+    agreeing = {_column_of(r, paper) for r in records if r.get("timed") == "model" and r.get("agreement")}
     for c in paper.columns:  # "paper / measured" in one cell keeps the table readable
         header += [f"{c.label} ms (paper / measured)", f"{c.label} × (paper / measured)"]
+        if by_paper.get(c.key) in agreeing:
+            header.append(f"{c.label} agree AP")
     for col in extra:
-        header += [f"{col.label} ms", f"{col.label} ×"]
+        header += [f"{col.label} ms", f"{col.label} ×"] + (
+            [f"{col.label} agree AP"] if col in agreeing else []
+        )
 
     base = table.baseline_row()
     base_measured = {}
@@ -231,9 +263,13 @@ def build_table(
                 f"{_ms(row.latency_ms.get(c.key))} / {_ms(measured)}",
                 f"{_ratio(paper_base, row.latency_ms.get(c.key))} / {measured_ratio}",
             ]
+            if col in agreeing:
+                cells.append(agreement_cell((picked.get(col) or {}).get("agreement")) or DASH)
         for col in extra:
             measured = _latency(picked[col])
             cells += [_ms(measured), _ratio(base_measured.get(col), measured)]
+            if col in agreeing:
+                cells.append(agreement_cell((picked[col] or {}).get("agreement")) or DASH)
         rows.append(cells)
 
     notes = [f"Source: {table.source}.", f"Published MACs convention: {table.mac_convention}.", *table.notes,
@@ -248,6 +284,8 @@ def build_table(
     for c in paper.columns:
         notes.append(f"{c.label} (paper): {c.hardware}; runtime {c.runtime}.")
     notes += [_column_note(col, recs) for col, recs in used.items()]
+    if agreeing:
+        notes.append(_agreement_note(records))
     return ReportTable(f"{paper.title} ({paper.venue}): {table.title}", header, rows, notes)
 
 

@@ -139,10 +139,18 @@ def bench_artifact(folder: Path, profile: DeviceProfile, opts: BenchOptions, wri
                    transport: Transport) -> list[dict[str, Any]]:  # fmt: skip
     """Time one artifact folder through ``transport``; every record is written as soon as it exists."""
     manifest = load_manifest(str(folder))
+    agreement = None
+    if opts.agree:  # on this machine, before timing: every record of the folder carries it
+        from edgepose.accuracy.agreement import on_bundled_photos
+
+        print(f"[bench] {folder.name}: agreement with PyTorch on the bundled photos", file=sys.stderr)
+        agreement = on_bundled_photos(folder)
     remote = transport.push(folder)
     records: list[dict[str, Any]] = []
 
     def keep(rec: dict[str, Any], stand_in: str | None = None) -> None:
+        if agreement is not None:
+            rec["agreement"] = agreement
         writer.write(enrich(rec, profile, transport.reached, stand_in))
         records.append(rec)
 

@@ -48,6 +48,11 @@ def register(subparsers) -> None:
         "--quick", action="store_true", help="10 runs, 2 warm-up, 3 s cap: a first look in seconds"
     )
     p.add_argument(
+        "--agree",
+        action="store_true",
+        help="also score each artifact's poses against its PyTorch model's on the bundled photos (agreement AP)",
+    )
+    p.add_argument(
         "--out",
         metavar="JSONL",
         help="records file to append to (default: benchmarks/results/<device>.jsonl)",
@@ -121,7 +126,7 @@ def run(args: argparse.Namespace) -> int:
     opts = BenchOptions(
         runs=runs, warmup=warmup, max_seconds=max_seconds, dataset=args.dataset,
         input_size=parse_size(args.input) if args.input else None, pipeline=not args.no_pipeline,
-        cpus=args.cpus, benchmark_model=args.benchmark_model,
+        cpus=args.cpus, benchmark_model=args.benchmark_model, agree=args.agree,
     )  # fmt: skip
     adb = AdbTarget(args.adb, adb=args.adb_path) if args.adb else None
     transport = open_transport(profile, ssh_target(args), adb)

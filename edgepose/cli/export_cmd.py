@@ -44,7 +44,13 @@ def register(subparsers) -> None:
     p.add_argument(
         "--out",
         metavar="DIR",
-        help="output folder (default: artifacts/<model>-<dataset>-<HxW>-<target>-<precision>)",
+        help="output folder (default: artifacts/<model>-<dataset>-<HxW>-<target>-<precision>); an existing one "
+        "is replaced only if it is an edgepose artifact folder",
+    )
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="replace whatever is at --out (a file, or a folder edgepose did not write)",
     )
     p.add_argument(
         "--build", action="store_true", help="also build the TensorRT engine here (needs tensorrt)"
@@ -96,6 +102,7 @@ def run(args: argparse.Namespace) -> int:
         calib=args.calib,
         out=args.out,
         build=args.build,
+        force=args.force,
     )
     seconds = time.monotonic() - start
     manifest = json.loads((folder / MANIFEST).read_text())
@@ -117,7 +124,12 @@ def run(args: argparse.Namespace) -> int:
         print(f"  {name}: {_size(folder / name)}, input {manifest['input']['shape']}")
     print(f"  precision: {manifest['precision']} ({manifest['format']})")
     if manifest.get("parity"):
-        print(f"  parity vs PyTorch: {summary(manifest['parity'])}")
+        if manifest["parity"].get("outputs"):
+            print(f"  parity vs PyTorch: {summary(manifest['parity'])}")
+        if "agreement" in manifest["parity"]:  # edgepose.accuracy: poses vs PyTorch's on the photo
+            from edgepose.accuracy.agreement import describe
+
+            print(f"  agreement with PyTorch: {describe(manifest['parity']['agreement'])}")
         for warning in manifest["parity"].get("warnings", []):
             print(f"warning: {warning}", file=sys.stderr)
     built = manifest["export"].get("engine_build", {}).get("built_here")

@@ -3,8 +3,8 @@
 The same code times a model on this machine (``edgepose bench --device host``) and on a device
 (``python3 -m edgepose_device.bench --model-dir DIR`` after ``edgepose bench --host ...`` pushed the
 artifact folder), so host and device numbers come from one protocol. Python 3.6+, stdlib + numpy +
-the runtime in use; records are appended and flushed as they are made, so an interrupted run keeps
-what it measured.
+the runtime in use; each record is appended whole and synced as soon as its measurement ends, so an
+interrupted run (Ctrl-C: one line, exit 130) keeps every measurement it finished.
 """
 
 import argparse
@@ -13,7 +13,8 @@ import json
 import os
 import sys
 
-from .errors import EdgeposeError
+from .atomic import append_line
+from .errors import EdgeposeError, os_error_message
 from .formats import model_files
 from .machine import host_info, peak_rss_mb, pin_cpus
 from .manifest import load_manifest
@@ -84,7 +85,7 @@ def measurement(base, timed, tool, times_ms, capped, **extra):
 
 
 class RecordWriter(object):
-    """Appends one JSON line per record to a file (flushed at once) and/or stdout."""
+    """Appends one JSON line per record to a file and/or stdout, each line whole (:func:`append_line`)."""
 
     def __init__(self, path=None, stdout=False):
         self.path = path
@@ -93,13 +94,7 @@ class RecordWriter(object):
     def write(self, record):
         line = json.dumps(record, sort_keys=True)
         if self.path:
-            parent = os.path.dirname(os.path.abspath(self.path))
-            if not os.path.isdir(parent):
-                os.makedirs(parent)
-            with open(self.path, "a") as fh:
-                fh.write(line + "\n")
-                fh.flush()
-                os.fsync(fh.fileno())
+            append_line(self.path, line)
         if self.stdout:
             sys.stdout.write(line + "\n")
             sys.stdout.flush()
@@ -228,8 +223,15 @@ def main(argv=None, model_dir=None):
             backend=args.backend,
         )
     except EdgeposeError as exc:
-        sys.stderr.write("edgepose: error: %s\n" % exc)
+        for line in str(exc).splitlines() or [""]:
+            sys.stderr.write("edgepose: error: %s\n" % line)
         return 2
+    except OSError as exc:  # e.g. the records file's disk is full
+        sys.stderr.write("edgepose: error: %s\n" % os_error_message(exc))
+        return 2
+    except KeyboardInterrupt:  # the measurements already finished are in the records
+        sys.stderr.write("edgepose_device.bench: interrupted\n")
+        return 130
     return 0
 
 

@@ -1,9 +1,12 @@
 """The run script of an artifact folder: ``python3 run.py --source 0 --show`` and friends.
 
 ``main(argv, model_dir)`` is what the folder's ``run.py`` calls; ``edgepose infer`` on the host adds
-the same options (``add_arguments``) and calls ``run``. Bad input prints one line and exits 2. What
-differs between pose and segmentation models (pipeline options, JSON fields, drawing, mask files) is
-the model kind's task (``tasks.py``).
+the same options (``add_arguments``) and calls ``run``. Bad input, or an output that cannot be written
+(full disk, read-only folder: the path and the cause), prints one line and exits 2, leaving no output
+file behind. Exit status: 0 every frame processed; 1 a folder source had files that could not be read
+(each skipped with a warning, listed in the summary and the JSON lines; the others were processed);
+2 an error; 130 Ctrl-C. What differs between pose and segmentation models (pipeline options, JSON
+fields, drawing, mask files) is the model kind's task (``tasks.py``).
 """
 
 import argparse
@@ -13,10 +16,12 @@ import sys
 
 from .atomic import AtomicFile, discard, publish, temp_name
 from .decode_bottomup import DET_THRESHOLD, GROUPING, GROUPINGS, MIN_JOINTS, TAG_THRESHOLD
-from .errors import EdgeposeError
+from .errors import EdgeposeError, os_error_message
+from .outputs import RunOutputs
 from .runtime import BACKENDS
 
 VIDEO_CODECS = {".mp4": "mp4v", ".avi": "MJPG", ".mkv": "mp4v", ".mov": "mp4v"}
+SKIPPED = 1  # exit status when a folder source had unreadable files (the others were processed)
 
 
 def add_arguments(parser, backends=None):
@@ -99,7 +104,11 @@ def main(argv=None, model_dir=None):
     try:
         return run(args, args.model_dir or model_dir or os.getcwd())
     except EdgeposeError as exc:
-        sys.stderr.write("run.py: error: {}\n".format(exc))
+        for line in str(exc).splitlines() or [""]:
+            sys.stderr.write("run.py: error: {}\n".format(line))
+        return 2
+    except OSError as exc:  # an output that cannot be written: which path, and why
+        sys.stderr.write("run.py: error: {}\n".format(os_error_message(exc)))
         return 2
     except KeyboardInterrupt:
         sys.stderr.write("run.py: interrupted\n")
@@ -115,13 +124,23 @@ def run(args, model_dir, runtime=None):
     from .sources import Source  # OpenCV: imported when frames are read, not for --help
     from .tasks import open_task
 
-    source = Source(args.source)
+    warnings = {}  # frame index -> what is wrong with an image that could still be read
+
+    def on_problem(index, name, problem, skipped):
+        sys.stderr.write("warning: {}: {}{}\n".format(name, "skipped, " if skipped else "", problem))
+        if not skipped:
+            warnings[index] = problem
+        elif lines is not None:
+            lines.write(json.dumps({"frame": index, "source": name, "skipped": problem}) + "\n")
+
+    source = Source(args.source, on_problem=on_problem)
     _check_out(args.out, source)
-    task = open_task(args, model_dir, manifest, runtime, source)
+    outputs = RunOutputs()
+    task = open_task(args, model_dir, manifest, runtime, source, outputs)
     warning = random_weights_warning(manifest, task.what)
     if warning:
         sys.stderr.write("run.py: warning: {}\n".format(warning))
-    frames_out = _FrameWriter(args.out, source)
+    frames_out = _FrameWriter(args.out, source, outputs)
     lines = AtomicFile(args.json, "w") if args.json else None
     totals = {"pre": 0.0, "model": 0.0, "post": 0.0}
     count = 0
@@ -146,6 +165,8 @@ def run(args, model_dir, runtime=None):
                         "fps_covers": FPS_COVERS,
                     }
                 )
+                if index in warnings:
+                    record["warning"] = warnings[index]
                 lines.write(json.dumps(record) + "\n")
             task.save(index, name, result)
             if args.out or args.show:
@@ -155,14 +176,14 @@ def run(args, model_dir, runtime=None):
                 frames_out.write(frame, name)
                 if args.show and _show(frame):
                     break
-    except BaseException:
+        frames_out.close()
+        if lines is not None:
+            lines.commit()
+    except BaseException:  # Ctrl-C or a full disk too: no output of this run stays, whole or half
         frames_out.abort()
         if lines is not None:
             lines.abort()
         raise
-    frames_out.close()
-    if lines is not None:
-        lines.commit()
     if not args.quiet:
         n = max(count, 1)
         per_frame = sum(totals.values()) / n
@@ -176,6 +197,13 @@ def run(args, model_dir, runtime=None):
                 fps_text(1000.0 / per_frame if per_frame > 0 else 0.0),
             )
         )
+    if source.skipped:
+        print(
+            "skipped {} unreadable file(s): {}".format(
+                len(source.skipped), ", ".join(name for _, name, _ in source.skipped)
+            )
+        )
+        return SKIPPED
     return 0
 
 
@@ -223,48 +251,80 @@ def _show(frame):
 
 
 class _FrameWriter(object):
-    """Annotated output: one image, a folder of images, or a video; temp name + rename for each file."""
+    """Annotated output: one image, a folder of images, or a video; each file written whole (temp + rename).
 
-    def __init__(self, out, source):
+    Every file and folder it makes is remembered in ``outputs`` (shared with the task's own files, such
+    as ``--mask``), whose ``abort`` removes them when the run fails or is interrupted.
+    """
+
+    def __init__(self, out, source, outputs):
         self.out = out
         self.source = source
+        self.outputs = outputs
         self.video = None
         self.tmp = None
-        if out and source.kind == "folder" and not os.path.isdir(out):
-            os.makedirs(out)
-        elif out and not os.path.isdir(os.path.dirname(os.path.abspath(out))):
-            os.makedirs(os.path.dirname(os.path.abspath(out)))
+        self.frames = 0
 
     def write(self, frame, name):
-        import cv2
-
-        from .tasks import write_image
-
         if not self.out:
             return
         if self.source.kind in ("image", "folder"):
-            write_image(self.out if self.source.kind == "image" else os.path.join(self.out, name), frame)
+            self.outputs.image(
+                self.out if self.source.kind == "image" else os.path.join(self.out, name), frame
+            )
             return
+        try:
+            self._write_video(frame)
+        except OSError as exc:  # name the output asked for, whatever step failed
+            raise OSError(exc.errno, exc.strerror, self.out) from None
+
+    def _write_video(self, frame):
+        import cv2
+
         if self.video is None:
+            self.outputs.folder(os.path.dirname(os.path.abspath(self.out)))
             ext = os.path.splitext(self.out)[1].lower()
             self.tmp = temp_name(self.out)
+            open(self.tmp, "wb").close()  # a folder we cannot write to fails here, with its real cause
             fourcc = cv2.VideoWriter_fourcc(*VIDEO_CODECS[ext])
             fps = self.source.fps or 30.0
             self.video = cv2.VideoWriter(self.tmp, fourcc, fps, (frame.shape[1], frame.shape[0]))
             if not self.video.isOpened():
+                discard(self.tmp)
                 raise EdgeposeError(
                     "cannot write video {} (codec {} unavailable)".format(self.out, VIDEO_CODECS[ext])
                 )
         self.video.write(frame)
+        self.frames += 1
 
     def close(self):
         if self.video is not None:
             self.video.release()
-            publish(self.tmp, self.out)
             self.video = None
+            _check_video(self.tmp, self.out, self.frames)  # OpenCV's writer fails silently on a full disk
+            existed = os.path.lexists(self.out)
+            publish(self.tmp, self.out)
+            self.outputs.keep(self.out, existed)
 
     def abort(self):
         if self.video is not None:
             self.video.release()
             self.video = None
-            discard(self.tmp)
+        discard(self.tmp)
+        self.outputs.abort()
+
+
+def _check_video(tmp, out, frames):
+    """Raise (and remove ``tmp``) unless the video written to ``tmp`` reads back with all ``frames``."""
+    import cv2
+
+    capture = cv2.VideoCapture(tmp)
+    count = int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) if capture.isOpened() else 0
+    capture.release()
+    if count < frames:
+        discard(tmp)
+        raise EdgeposeError(
+            "cannot write video {}: it came out incomplete ({} of {} frames; is the disk full?)".format(
+                out, max(count, 0), frames
+            )
+        )

@@ -10,9 +10,13 @@ Two ways to match (``BottomUpDecoder(grouping=...)``):
   later person starts a one-joint "person", and a correct pair can be traded for pairs the threshold
   then rejects (the cost of a far pair is finite and rounded, so it competes).
 - ``crowd``: every person may take joints; pairs at or beyond the tag threshold are left out of the
-  assignment (they cannot be chosen), and the cost of a pair is ``dist / threshold - score``
+  assignment (they cannot be chosen), and the cost of a pair is ``(dist / threshold) ** 2 - score``
   (unrounded: the closer tag wins; the score decides which peak a person keeps when two want it,
-  against a "new person" cost of 1 that every allowed pair beats).
+  against a "new person" cost of 1 that every allowed pair beats). The distance is squared because
+  with one-dimensional tags plain distances tie exactly: two peaks on the same side of two people cost
+  the same whichever way they are paired, and float noise of 1e-6 (onnxruntime vs PyTorch) then picks
+  the pairing. Squared, the order-keeping pairing is cheaper by 2 * (gap of the peaks) * (gap of the
+  people).
 """
 
 import numpy as np
@@ -20,7 +24,7 @@ import numpy as np
 from .assignment import min_cost_assignment
 
 _PAD_COST = 1e10  # official: cost of "start a new person"
-_NEW_PERSON = 1.0  # crowd: above every allowed pair's dist / threshold - score (< 1 - det threshold)
+_NEW_PERSON = 1.0  # crowd: above every allowed pair's (dist / threshold) ** 2 - score (< 1 - det threshold)
 _NOT_ALLOWED = 1e6  # crowd: a pair beyond the tag threshold; never worth more than starting new people
 
 
@@ -62,7 +66,8 @@ def crowd_assign(dist, scores, tag_threshold):
     k, m = len(rest), len(cols)
     cost = np.full((k, m + k), _NOT_ALLOWED)
     near = allowed[np.ix_(rest, cols)]
-    cost[:, :m] = np.where(near, dist[np.ix_(rest, cols)] / tag_threshold - scores[rest, None], _NOT_ALLOWED)
+    scaled = dist[np.ix_(rest, cols)] / tag_threshold
+    cost[:, :m] = np.where(near, scaled * scaled - scores[rest, None], _NOT_ALLOWED)
     cost[np.arange(k), m + np.arange(k)] = _NEW_PERSON  # each candidate's own "new person" column
     picked = min_cost_assignment(cost)
     joined = picked < m

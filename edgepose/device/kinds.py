@@ -7,3 +7,4 @@ Torch-free, Python 3.6: the device side reads it too.
 """
 
 KINDS = ("bottom-up", "top-down", "segmentation")
+POSE_KINDS = ("bottom-up", "top-down")  # kinds that find people with keypoints (agreement AP applies)

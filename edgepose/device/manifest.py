@@ -1,4 +1,4 @@
-"""Read an artifact folder's manifest.json and check the model file against its sha256.
+"""Read an artifact folder's manifest.json and check the folder's files against their sha256.
 
 The manifest (docs/manifest.md, schema ``edgepose.manifest/1``) tells the device side everything it
 needs: the model kind, joints, input layout and normalisation, and the outputs by role. Unknown keys
@@ -48,7 +48,7 @@ def default_backend(manifest):
 
 
 def model_file(model_dir, manifest, backend, verify=True):
-    """Path of the file ``backend`` loads, after checking it against the manifest's sha256.
+    """Path of the file ``backend`` loads, after checking every file the manifest lists (model and code).
 
     A backend whose file is built on the device (a TensorRT engine) is checked through the file it is
     built from, which the manifest lists, and the build's own record of that file's sha256.
@@ -72,7 +72,11 @@ def model_file(model_dir, manifest, backend, verify=True):
             )
         raise EdgeposeError("{} has no {} for the {} backend".format(model_dir, name, backend))
     if verify:
-        verify_file(model_dir, manifest, fmt.model_file)
+        if fmt.model_file not in (manifest.get("artifacts") or {}):
+            raise EdgeposeError(
+                "manifest.json in {} records no sha256 for {}".format(model_dir, fmt.model_file)
+            )
+        verify_artifacts(model_dir, manifest)
         if built_here:
             _check_engine_source(model_dir, manifest)
     return path
@@ -111,6 +115,33 @@ def verify_file(model_dir, manifest, name):
                 name, model_dir, actual[:12], entry["sha256"][:12]
             )
         )
+
+
+def verify_artifacts(model_dir, manifest):
+    """Raise unless every file the manifest lists is in ``model_dir`` with its sha256; one line per mismatch.
+
+    The code next to the model (``edgepose_device/*.py``, run.py, the engine builder) is checked too: an
+    edited copy would run silently otherwise.
+    """
+    problems = []
+    for name, entry in sorted((manifest.get("artifacts") or {}).items()):
+        expected = entry.get("sha256") if isinstance(entry, dict) else None
+        path = os.path.join(model_dir, name)
+        if not expected:
+            problems.append("manifest.json in {} records no sha256 for {}".format(model_dir, name))
+        elif not os.path.isfile(path):
+            problems.append("{} in {} is missing (manifest.json lists it)".format(name, model_dir))
+        else:
+            actual = sha256_of(path)
+            if actual != expected:
+                problems.append(
+                    "{} in {} does not match its manifest (sha256 {}..., expected {}...)".format(
+                        name, model_dir, actual[:12], expected[:12]
+                    )
+                )
+    if problems:
+        problems[-1] += ": the folder was changed or damaged; export or copy it again"
+        raise EdgeposeError("\n".join(problems))
 
 
 def sha256_of(path):

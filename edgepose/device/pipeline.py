@@ -49,6 +49,9 @@ class PosePipeline(object):
         self.kind = model.get("kind")
         self.flip = bool(flip)
         self.min_score = float(min_score)
+        # People kept per frame, best first (None: all). COCO's AP scores 20 per image; the decoder's
+        # own caps (peaks per joint, groups) are its business.
+        self.max_people = None if max_people is None else int(max_people)
         flip_index = model.get("flip_index")
         if self.flip and not flip_index:
             raise EdgeposeError("--flip needs the joints' flip_index, which this manifest lacks")
@@ -71,7 +74,6 @@ class PosePipeline(object):
                 flip_index,
                 det_threshold=det_threshold,
                 tag_threshold=tag_threshold,
-                max_people=max_people,
                 refine=refine,
                 grouping=grouping,
                 min_joints=min_joints,
@@ -114,6 +116,8 @@ class PosePipeline(object):
         # Every person the decoder found, best first (no cut: crowds have more than 30 people).
         order = np.argsort(-scores, kind="stable")
         people = [_person(poses[i], scores[i], None) for i in order if scores[i] >= self.min_score]
+        if self.max_people is not None:
+            del people[self.max_people :]
         t3 = time.perf_counter()
         return {"people": people, "timings": _timings(t0, t1, t2, t3)}
 

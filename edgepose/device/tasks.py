@@ -9,7 +9,6 @@ annotates the frame in place; ``save(index, name, result)`` writes any per-frame
 
 import os
 
-from .atomic import discard, publish, temp_name
 from .errors import EdgeposeError
 from .pipeline import PosePipeline, SegmentationPipeline, pipeline_class
 
@@ -19,7 +18,7 @@ class PoseTask(object):
 
     what = "poses"  # what the model finds, in messages ("the poses it finds are meaningless")
 
-    def __init__(self, args, model_dir, manifest, runtime, source):
+    def __init__(self, args, model_dir, manifest, runtime, source, outputs):
         from .draw import skeleton_for
         from .sources import BoxFile
 
@@ -76,7 +75,7 @@ class SegmentationTask(object):
 
     what = "classes"
 
-    def __init__(self, args, model_dir, manifest, runtime, source):
+    def __init__(self, args, model_dir, manifest, runtime, source, outputs):
         name = manifest["model"].get("name")
         for attr, flag in POSE_ONLY:
             if getattr(args, attr, None):
@@ -84,7 +83,7 @@ class SegmentationTask(object):
         self.alpha = float(args.alpha)
         if not 0.0 <= self.alpha <= 1.0:
             raise EdgeposeError("--alpha must be between 0 and 1, got {}".format(args.alpha))
-        self.masks = MaskWriter(args.mask, source.kind) if args.mask else None
+        self.masks = MaskWriter(args.mask, source.kind, outputs) if args.mask else None
         self.pipeline = SegmentationPipeline(
             model_dir,
             backend=args.backend,
@@ -116,39 +115,29 @@ class MaskWriter(object):
     """``--mask DIR``: one single-channel PNG of class ids per frame (uint8; the manifest's class order).
 
     Images keep their name (photo.jpg -> photo.png); video and camera frames are frame_000000.png, ...
-    Each file is written under a temporary name and renamed into place.
+    Each file is written whole (temp + rename) and remembered in the run's ``outputs``, so a run that
+    fails takes its masks (and a folder it made for them) away again.
     """
 
-    def __init__(self, folder, source_kind):
-        if os.path.exists(folder) and not os.path.isdir(folder):
+    def __init__(self, folder, source_kind, outputs):
+        if os.path.lexists(folder) and not os.path.isdir(folder):
             raise EdgeposeError("--mask must be a folder, and {} is a file".format(folder))
         self.folder = folder
         self.by_name = source_kind in ("image", "folder")
+        self.outputs = outputs
 
     def path(self, index, name):
         stem = os.path.splitext(os.path.basename(name))[0] if self.by_name else "frame_{:06d}".format(index)
         return os.path.join(self.folder, stem + ".png")
 
     def write(self, index, name, labels):
-        if not os.path.isdir(self.folder):
-            os.makedirs(self.folder)
-        write_image(self.path(index, name), labels, "mask")
-
-
-def write_image(path, image, what="image"):
-    """Write ``image`` to ``path`` (format by its extension) under a temporary name, then rename it."""
-    import cv2
-
-    tmp = temp_name(path)
-    if not cv2.imwrite(tmp, image):
-        discard(tmp)
-        raise EdgeposeError("cannot write {} {}".format(what, path))
-    publish(tmp, path)
+        self.outputs.image(self.path(index, name), labels, "mask")
 
 
 TASKS = {PosePipeline: PoseTask, SegmentationPipeline: SegmentationTask}
 
 
-def open_task(args, model_dir, manifest, runtime, source):
-    """The task of the manifest's model kind, its options checked and its model loaded."""
-    return TASKS[pipeline_class(manifest)](args, model_dir, manifest, runtime, source)
+def open_task(args, model_dir, manifest, runtime, source, outputs):
+    """The task of the manifest's model kind, its options checked and its model loaded; files it writes
+    besides the annotated frames go through ``outputs`` (``outputs.RunOutputs``)."""
+    return TASKS[pipeline_class(manifest)](args, model_dir, manifest, runtime, source, outputs)

@@ -4,8 +4,10 @@ The pipeline builds the registered model, loads weights, resolves the recipe aga
 hands an immutable :class:`ExportJob` to the format's lowering (``lower(job) -> fragment``, the module
 named by the format table, imported lazily). The lowering writes its model file into ``job.stage``
 after checking it against PyTorch; the pipeline then writes manifest.json (docs/manifest.md), copies
-the device package and launchers, and renames the staging folder into place. Any failure leaves no
-folder.
+the device package and launchers, and publishes the staging folder at ``--out`` (:func:`edgepose.atomic.staged_dir`:
+an existing folder is swapped out atomically, and only if it is an edgepose artifact holding nothing but
+what edgepose wrote, or with ``force``). Any failure, Ctrl-C included, leaves no folder and the old one as
+it was.
 """
 
 from __future__ import annotations
@@ -28,8 +30,8 @@ from torch import nn
 
 import edgepose
 from edgepose.atomic import staged_dir, write_text
-from edgepose.device.formats import get_format
-from edgepose.device.manifest import MANIFEST, SCHEMA, sha256_of
+from edgepose.device.formats import get_format, model_files
+from edgepose.device.manifest import MANIFEST, SCHEMA, load_manifest, sha256_of
 from edgepose.device.preprocess import INPUT_NORMALIZATION
 from edgepose.device.segmentation_classes import get_classes
 from edgepose.device.skeletons import get_skeleton
@@ -173,8 +175,12 @@ def export_model(
     calib: str | os.PathLike | None = None,
     out: str | os.PathLike | None = None,
     build: bool = False,
+    force: bool = False,
 ) -> Path:
     """Export ``model_name`` for ``target`` (a recipe name, path or object); return the artifact folder.
+
+    ``out`` may already exist only as an edgepose artifact folder (it is then replaced); ``force``
+    replaces whatever is there.
 
     ``weights``: a checkpoint file, or the name of a released checkpoint (``edgepose weights``; downloaded
     on first use), whose dataset and input size then become the defaults. None: seeded random weights.
@@ -190,6 +196,9 @@ def export_model(
     height, width = input_size or (released.input_size if released else spec.input_size)
     check_input_size(spec, height, width)
     lowering = _import_lowering(recipe.format)
+    replaceable = _replace_anything if force else check_replaceable
+    if out and os.path.lexists(out):
+        replaceable(Path(out))  # refuse before the slow part; staged_dir checks again under its lock
 
     with torch.random.fork_rng():
         torch.manual_seed(RANDOM_SEED)
@@ -206,7 +215,7 @@ def export_model(
         if out
         else Path("artifacts") / recipe.folder_name(model_name, model.dataset, (height, width))
     )
-    with staged_dir(final) as stage, torch_threads(EXPORT_THREADS):
+    with staged_dir(final, replaceable) as stage, torch_threads(EXPORT_THREADS):
         job = ExportJob(
             model_name=model_name,
             model=model,
@@ -220,6 +229,10 @@ def export_model(
             build=build,
         )
         fragment = lowering.lower(job)
+        # edgepose.accuracy: the artifact vs PyTorch, decoded alike, on the parity photo -> parity.agreement
+        from edgepose.accuracy.export_check import with_agreement
+
+        fragment = with_agreement(job, fragment)
         shutil.copytree(
             DEVICE_PACKAGE, stage / "edgepose_device", ignore=shutil.ignore_patterns("__pycache__", "*.pyc")
         )
@@ -227,6 +240,48 @@ def export_model(
         manifest = build_manifest(job, fragment)
         write_text(stage / MANIFEST, json.dumps(manifest, indent=2) + "\n")
     return final
+
+
+def check_replaceable(path: Path) -> None:
+    """Raise unless ``path`` is an edgepose artifact folder holding only files edgepose wrote.
+
+    "Edgepose wrote" = its manifest.json (our schema) lists the file, or it is one the device side makes
+    there (a built engine, its sidecar, a calibration cache, the bench's records, ``__pycache__``).
+    """
+    from edgepose.bench.runner import TIMER_RECORDS
+    from edgepose.device.build_engine import SIDECAR
+    from edgepose.device.trtexec_build import CALIB_CACHE
+
+    force = "pass --force to replace it anyway"
+    if not path.is_dir() or path.is_symlink():
+        raise EdgeposeError(
+            f"--out {path} exists and is not an artifact folder: choose another --out, or {force}"
+        )
+    try:
+        listed = set(load_manifest(str(path)).get("artifacts") or {})
+    except EdgeposeError:
+        raise EdgeposeError(
+            f"--out {path} exists and is not an edgepose artifact folder (no edgepose manifest.json): "
+            f"choose another --out, or {force}"
+        ) from None
+    known = listed | {MANIFEST, SIDECAR, CALIB_CACHE, TIMER_RECORDS, *model_files()}
+    foreign = sorted(
+        p.relative_to(path).as_posix()
+        for p in path.rglob("*")
+        if (p.is_symlink() or not p.is_dir())
+        and "__pycache__" not in p.parts
+        and p.relative_to(path).as_posix() not in known
+    )
+    if foreign:
+        more = f" and {len(foreign) - 3} more" if len(foreign) > 3 else ""
+        raise EdgeposeError(
+            f"--out {path} is an artifact folder, but edgepose did not write {', '.join(foreign[:3])}{more}: "
+            f"move them out, or {force}"
+        )
+
+
+def _replace_anything(path: Path) -> None:
+    """``--force``: whatever is at ``--out`` may be replaced."""
 
 
 @contextmanager

@@ -9,16 +9,17 @@ TFLite int8 spec the Hexagon delegate asks for) calibrated on ``--calib`` images
 run in ai-edge-litert's interpreter against PyTorch on the same photo before it is written, under
 the gate of its precision (``precision_gates``: fp16 against what fp16 weights cost the network in
 PyTorch, int8 with onnxruntime's int8 of the same network as a second opinion).
+
+The conversion and the quantisation run in a child process (:func:`edgepose.export.isolated.run_isolated`):
+litert-torch imports jax, whose garbage-collection callback can swallow Ctrl-C, and a converter interrupted
+half-way can abort the process. This process never imports litert-torch (versions come from package
+metadata), so a Ctrl-C always ends the export at once. The child gets the folded model itself and this
+process's torch thread count, so the bytes are those of an in-process conversion.
 """
 
 from __future__ import annotations
 
-import contextlib
-import io
-import os
-import sys
-import tempfile
-from collections.abc import Iterator
+from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -32,6 +33,7 @@ from edgepose.errors import EdgeposeError
 from edgepose.export import precision_gates
 from edgepose.export.calibration import input_value_range, load_calibration
 from edgepose.export.fold import fold_batchnorm
+from edgepose.export.isolated import run_isolated
 
 if TYPE_CHECKING:
     from edgepose.export.pipeline import ExportJob
@@ -60,53 +62,33 @@ class ChannelsLast(nn.Module):
         return {name: t.permute(0, 2, 3, 1) for name, t in zip(self.names, out)}
 
 
-@contextlib.contextmanager
-def quiet() -> Iterator[None]:
-    """Silence stdout/stderr at the file-descriptor level (the converters' C++ logs and progress bars).
-
-    What was printed is re-emitted if the block fails, so a converter error is never hidden.
-    """
-    saved = [os.dup(1), os.dup(2)]
-    text = io.StringIO()  # Python-level prints, in case sys.stdout does not write to fd 1 (pytest)
-    with tempfile.TemporaryFile() as log:
-        try:
-            for fd in (1, 2):
-                os.dup2(log.fileno(), fd)
-            with contextlib.redirect_stdout(text), contextlib.redirect_stderr(text):
-                yield
-        except BaseException:
-            _restore(saved)
-            log.seek(0)
-            tail = log.read()[-4000:].decode("utf-8", "replace") + text.getvalue()[-4000:]
-            sys.stderr.write(tail)
-            raise
-        finally:
-            _restore(saved)
-
-
-def _restore(saved: list[int]) -> None:
-    if saved[0] < 0:
-        return
-    sys.stdout.flush()  # Python-level buffers belong to the silenced block
-    sys.stderr.flush()
-    for fd, kept in zip((1, 2), saved):
-        os.dup2(kept, fd)
-        os.close(kept)
-    saved[:] = [-1, -1]
-
-
 def convert_fp32(model: nn.Module, names: list[str], input_size: tuple[int, int]) -> bytes:
-    """fp32 .tflite bytes of ``model`` (NCHW, eval) with an NHWC ``input`` and NHWC named outputs."""
+    """fp32 .tflite bytes of ``model`` (NCHW, eval) with an NHWC ``input`` and NHWC named outputs (in a child)."""
+    return run_isolated(_convert_fp32, model, names, input_size, torch.get_num_threads(), what="litert-torch")
+
+
+def quantize_fp16(fp32: bytes) -> bytes:
+    """fp16 weights (float casting); compute stays float, the GPU delegate runs it in fp16 (in a child)."""
+    return run_isolated(_quantize_fp16, fp32, what="ai-edge-quantizer")
+
+
+def quantize_int8(fp32: bytes, calib_nhwc: np.ndarray) -> bytes:
+    """Full-integer int8 (int8 I/O) calibrated on ``calib_nhwc`` (N, H, W, 3) float32 inputs (in a child)."""
+    return run_isolated(_quantize_int8, fp32, calib_nhwc, what="ai-edge-quantizer")
+
+
+# --- what the child runs (module-level: the child finds them by name) ------------------------------------
+
+
+def _convert_fp32(model: nn.Module, names: list[str], input_size: tuple[int, int], threads: int) -> bytes:
+    torch.set_num_threads(threads)
     h, w = input_size
     example = torch.zeros(1, h, w, 3)
     try:
-        with quiet():
-            import litert_torch  # its import logs torchao/oneDNN notices: keep them out of the CLI
+        import litert_torch
 
-            edge = litert_torch.convert(
-                ChannelsLast(model, names).eval(), sample_kwargs={INPUT_NAME: example}
-            )
-            return edge.model_content()
+        edge = litert_torch.convert(ChannelsLast(model, names).eval(), sample_kwargs={INPUT_NAME: example})
+        return edge.model_content()
     except Exception as exc:
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise EdgeposeError(
@@ -114,8 +96,7 @@ def convert_fp32(model: nn.Module, names: list[str], input_size: tuple[int, int]
         ) from None
 
 
-def quantize_fp16(fp32: bytes) -> bytes:
-    """fp16 weights (float casting); compute stays float, the GPU delegate runs it in fp16."""
+def _quantize_fp16(fp32: bytes) -> bytes:
     from ai_edge_quantizer import qtyping, quantizer
     from ai_edge_quantizer.algorithm_manager import AlgorithmName
 
@@ -126,21 +107,18 @@ def quantize_fp16(fp32: bytes) -> bytes:
         num_bits=16,
         algorithm_key=AlgorithmName.FLOAT_CASTING,
     )
-    with quiet():
-        return bytes(q.quantize().quantized_model)
+    return bytes(q.quantize().quantized_model)
 
 
-def quantize_int8(fp32: bytes, calib_nhwc: np.ndarray) -> bytes:
-    """Full-integer int8 (int8 I/O) calibrated on ``calib_nhwc`` (N, H, W, 3) float32 inputs."""
+def _quantize_int8(fp32: bytes, calib_nhwc: np.ndarray) -> bytes:
     from ai_edge_quantizer import quantizer, recipe
 
     q = quantizer.Quantizer(bytearray(fp32), recipe.static_wi8_ai8())
     samples = [{INPUT_NAME: x[None].astype(np.float32)} for x in calib_nhwc]
     input_tensor = _interpreter(fp32, 1).get_input_details()[0]["name"]
-    with quiet():
-        ranges = widen_constant_ranges(q.calibrate({SIGNATURE: samples}))
-        pin_range(ranges, input_tensor, *input_value_range())
-        return bytes(q.quantize(ranges).quantized_model)
+    ranges = widen_constant_ranges(q.calibrate({SIGNATURE: samples}))
+    pin_range(ranges, input_tensor, *input_value_range())
+    return bytes(q.quantize(ranges).quantized_model)
 
 
 def pin_range(ranges: dict[str, dict[str, Any]], tensor: str, low: float, high: float) -> None:
@@ -253,15 +231,11 @@ def lower(job: ExportJob) -> dict[str, Any]:
 
 def fragment(job: ExportJob, data: bytes, bn_fold: dict, figures: dict, calib_images: int) -> dict[str, Any]:
     """The manifest fragments: NHWC tensors with their dtypes and int8 parameters, settings, tools."""
-    import ai_edge_litert
-    import ai_edge_quantizer
-    import litert_torch
-
     info = tensor_info(data)
     inp = {"name": INPUT_NAME, "layout": "NHWC", **info[INPUT_NAME]}
     outputs = [{"name": name, "layout": "NHWC", **info[name]} for name in job.output_names]
     export = {
-        "converter": f"litert-torch {litert_torch.__version__} (PyTorch -> TFLite, channels-last I/O)",
+        "converter": f"litert-torch {_version('litert-torch')} (PyTorch -> TFLite, channels-last I/O)",
         "bn_folded": not bn_fold["kept"],
         "bn_fold": bn_fold,
         "quantizer": {
@@ -272,9 +246,9 @@ def fragment(job: ExportJob, data: bytes, bn_fold: dict, figures: dict, calib_im
         "calibration": {"images": calib_images, "folder": str(job.calib)} if calib_images else None,
     }
     tools = {
-        "litert-torch": litert_torch.__version__,
-        "ai-edge-litert": ai_edge_litert.__version__,
-        "ai-edge-quantizer": _version("ai-edge-quantizer", ai_edge_quantizer),
+        "litert-torch": _version("litert-torch"),
+        "ai-edge-litert": _version("ai-edge-litert"),
+        "ai-edge-quantizer": _version("ai-edge-quantizer"),
     }
     return {
         "input": inp,
@@ -295,10 +269,9 @@ def benchmark_command(job: ExportJob) -> dict[str, str]:
     return {"benchmark_model": " ".join(filter(None, [options.benchmark_model, flags]))}
 
 
-def _version(dist: str, module: object) -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
+def _version(dist: str) -> str:
+    """A package's version from its metadata: importing litert-torch here would import jax (see above)."""
     try:
         return version(dist)
     except PackageNotFoundError:
-        return str(getattr(module, "__version__", "unknown"))
+        return "unknown"

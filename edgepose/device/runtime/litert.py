@@ -8,7 +8,7 @@ import numpy as np
 
 from ..errors import EdgeposeError
 from ..formats import backend_of_module
-from .base import Runtime, dequantize, fixed_batch, quantize
+from .base import Runtime, check_shapes, dequantize, fixed_batch, quantize
 
 BACKEND = backend_of_module(__name__)
 
@@ -60,6 +60,12 @@ class TFLiteRuntime(Runtime):
         outs = self.interpreter.get_output_details()
         self.out_details = outs
         self.mapping = self.match_outputs([(o["name"], [int(d) for d in o["shape"]]) for o in outs])
+        check_shapes(
+            path,
+            manifest,
+            _signature(self.input),
+            dict((name, _signature(outs[i])) for name, i in self.mapping.items()),
+        )
 
     def _infer(self, x):
         detail = self.input
@@ -79,6 +85,13 @@ class TFLiteRuntime(Runtime):
                 value = dequantize(value, scale, zero_point)
             result[name] = value.astype(np.float32)
         return result
+
+
+def _signature(detail):
+    """A tensor's shape with -1 where it is dynamic (``shape_signature``), else its shape."""
+    shape = detail.get("shape_signature")
+    shape = detail["shape"] if shape is None or not len(shape) else shape
+    return [int(d) for d in shape]
 
 
 def _package_version(module_name):

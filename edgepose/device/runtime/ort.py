@@ -2,7 +2,7 @@
 
 from ..errors import EdgeposeError
 from ..formats import backend_of_module
-from .base import Runtime, fixed_batch, require
+from .base import Runtime, check_shapes, fixed_batch, require
 
 BACKEND = backend_of_module(__name__)
 
@@ -42,6 +42,9 @@ class OnnxRuntime(Runtime):
         outs = self.session.get_outputs()
         self.names = [o.name for o in outs]
         self.mapping = self.match_outputs([(o.name, o.shape) for o in outs])
+        check_shapes(
+            path, manifest, inputs[0].shape, dict((n, outs[i].shape) for n, i in self.mapping.items())
+        )
 
     def _infer(self, x):
         values = self.session.run(None, {self.input_name: x})

@@ -8,7 +8,7 @@ import numpy as np
 
 from ..errors import EdgeposeError
 from ..formats import backend_of_module
-from .base import Runtime, fixed_batch, require
+from .base import Runtime, check_shapes, fixed_batch, require
 
 BACKEND = backend_of_module(__name__)
 _TRT_HINT = "on a Jetson it comes with JetPack (python3-libnvinfer); elsewhere pip install tensorrt"
@@ -48,6 +48,9 @@ class TensorRTRuntime(Runtime):
         outs = [t for t in self.io if not t["input"]]
         self.mapping = self.match_outputs([(t["name"], t["shape"]) for t in outs])
         self.outputs = outs
+        check_shapes(
+            path, manifest, self.input["shape"], dict((n, outs[i]["shape"]) for n, i in self.mapping.items())
+        )
         self._buffers = {}
 
     def _io_tensors(self):
