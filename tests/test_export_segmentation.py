@@ -336,3 +336,76 @@ def test_int8_is_judged_against_onnxruntime_int8(
     # The device runtime reads the int8 file to the same figure.
     got = open_runtime(str(folder), m).run(parity.sample_input(SIZE))["logits"]
     assert parity.pixel_agreement(torch_logits(), got) == pytest.approx(ours["pixel_agreement"], abs=1e-3)
+
+
+# ------------------------------------------------- keypoint agreement (pose only), faults, every profile
+
+
+def test_keypoint_agreement_is_recorded_as_not_applicable(seg_onnx, capsys):
+    # The export's agreement block (edgepose.accuracy) is about people; a segmentation manifest says so,
+    # and its fidelity figure is the parity block's pixel agreement.
+    agreement = manifest(seg_onnx)["parity"]["agreement"]
+    assert set(agreement) == {"not_applicable"} and "pixel agreement" in agreement["not_applicable"]
+    assert main(["agree", str(seg_onnx)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "keypoint agreement is for pose models" in err
+
+
+def test_a_failed_run_removes_the_masks_and_frames_it_made(seg_onnx, photo, tmp_path, capsys, monkeypatch):
+    import errno
+    import os
+
+    from edgepose.device import atomic as device_atomic
+    from edgepose.device.cli import main as device_main
+
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    for name in ("a.jpg", "b.jpg"):
+        (frames / name).write_bytes(photo.read_bytes())
+    calls, real = [], device_atomic.os.replace
+
+    def third_fails(src, dst):  # a's mask, a's overlay, then b's mask hits a full disk
+        calls.append(dst)
+        if len(calls) == 3:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), dst)
+        return real(src, dst)
+
+    monkeypatch.setattr(device_atomic.os, "replace", third_fails)
+    args = ["--source", str(frames), "--out", str(tmp_path / "over"), "--mask", str(tmp_path / "masks")]
+    assert device_main([*args, "--quiet"], model_dir=str(seg_onnx)) == 2
+    err = capsys.readouterr().err
+    assert "b.png: No space left on device" in err and err.count("run.py: error:") == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["frames"]  # a's mask and overlay went too
+    monkeypatch.undo()
+    assert device_main([*args, "--quiet"], model_dir=str(seg_onnx)) == 0  # control
+    assert sorted(p.name for p in (tmp_path / "masks").iterdir()) == ["a.png", "b.png"]
+    assert sorted(p.name for p in (tmp_path / "over").iterdir()) == ["a.jpg", "b.jpg"]
+
+
+@pytest.fixture(scope="module")
+def bench_cache(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("bench-cache")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("device", ["host", "rpi4", "snapdragon855", "jetson-nano"])
+def test_every_profile_times_the_model_and_its_pipeline_with_agree(device, bench_cache, tmp_path):
+    from edgepose.bench.profiles import load_profile
+    from edgepose.bench.records import read_records
+
+    if device != "host":  # the shipped profiles list both segmentation models
+        assert {"litehrnet-18-seg", "litehrnet-30-seg"} <= set(load_profile(device).models)
+    out = tmp_path / "r.jsonl"
+    argv = ["bench", "--device", device, "--models", MODEL, "--input", "128x256", "--quick", "--agree"]
+    assert main([*argv, "--out", str(out), "--cache", str(bench_cache), "--format", "none"]) == 0
+    records = read_records([out])
+    assert [r["timed"] for r in records] == [
+        "model",
+        "pipeline.pre",
+        "pipeline.model",
+        "pipeline.post",
+        "pipeline.total",
+    ]
+    assert all(r["model"] == MODEL and r["stats"]["median_ms"] > 0 for r in records)
+    # --agree: keypoint agreement does not apply, and the record says so rather than failing.
+    assert all(set(r["agreement"]) == {"not_applicable"} for r in records)
