@@ -349,6 +349,18 @@ def test_keypoint_agreement_is_recorded_as_not_applicable(seg_onnx, capsys):
     assert main(["agree", str(seg_onnx)]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "keypoint agreement is for pose models" in err
+    coco = seg_onnx.parent / "coco.json"
+    coco.write_text(
+        json.dumps({"images": [], "annotations": [], "categories": [{"id": 1, "name": "person"}]})
+    )
+    assert main(["eval", str(seg_onnx), "--coco", str(coco), "--images", str(seg_onnx)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "scores keypoints" in err and "segmentation model" in err
+    # The pose pipeline, handed a segmentation folder, says what it is.
+    from edgepose.device.pipeline import PosePipeline
+
+    with pytest.raises(EdgeposeError, match="is a segmentation model: it has classes per pixel"):
+        PosePipeline(str(seg_onnx))
 
 
 def test_a_failed_run_removes_the_masks_and_frames_it_made(seg_onnx, photo, tmp_path, capsys, monkeypatch):

@@ -107,10 +107,17 @@ def run(args: argparse.Namespace) -> int:
     seconds = time.monotonic() - start
     manifest = json.loads((folder / MANIFEST).read_text())
     if manifest["model"]["weights"]["kind"] == "random":
+        from edgepose.models.catalog import load_catalog
+
+        released = any(e.model == args.model for e in load_catalog().entries)
         print(
             f"warning: {args.model} has random weights (no --weights): the export is real, its "
             f"{'classes' if manifest['model']['kind'] == 'segmentation' else 'poses'} are meaningless; "
-            f"`edgepose weights --model {args.model}` lists the released checkpoints",
+            + (
+                f"`edgepose weights --model {args.model}` lists the released checkpoints"
+                if released
+                else "no released checkpoint is known for it (--weights FILE takes your own)"
+            ),
             file=sys.stderr,
         )
     if args.json:

@@ -84,6 +84,11 @@ class PosePipeline(object):
                 raise EdgeposeError("a top-down manifest needs an output with role 'heatmaps'")
             self.out_names = (heat["name"],)
             self.decoder = TopDownDecoder(flip_index, dark=dark)
+        elif self.kind == "segmentation":
+            raise EdgeposeError(
+                "{} is a segmentation model: it has classes per pixel, not poses (SegmentationPipeline, "
+                "or open_pipeline, which picks by the manifest)".format(model.get("name"))
+            )
         else:
             raise EdgeposeError("unknown model kind {!r} in the manifest".format(self.kind))
         # Load the model last: bad options fail fast, before a slow engine load.
