@@ -30,7 +30,7 @@ from torch import nn
 from edgepose.atomic import write_bytes
 from edgepose.device.runtime.base import dequantize, quantize
 from edgepose.errors import EdgeposeError
-from edgepose.export import parity
+from edgepose.export import dwsplit, parity
 from edgepose.export.calibration import input_value_range, load_calibration
 from edgepose.export.fold import fold_batchnorm
 
@@ -414,6 +414,9 @@ def lower(job: ExportJob) -> dict[str, Any]:
     job.recipe = replace(job.recipe, parity=thresholds(job))
 
     folded, report = fold_batchnorm(job.model, torch.from_numpy(job.sample()))
+    # -- depthwise split (issue #13): every depthwise conv within XNNPACK's 25-tap kernels, exact --
+    folded, depthwise_split = dwsplit.apply(folded, options)
+    # --
     data = convert_fp32(folded, job.output_names, job.input_size)
     if job.precision == "fp16":
         data = quantize_fp16(data)
@@ -424,7 +427,9 @@ def lower(job: ExportJob) -> dict[str, Any]:
     job.notes.append(
         f"{MODEL_FILE}: {len(data) / 1e6:.2f} MB, {job.precision}; parity {parity.summary(figures)}"
     )
-    return fragment(job, data, report.as_dict(), figures, 0 if calib is None else len(calib))
+    result = fragment(job, data, report.as_dict(), figures, 0 if calib is None else len(calib))
+    result["export"]["depthwise_split"] = depthwise_split  # issue #13
+    return result
 
 
 def fragment(job: ExportJob, data: bytes, bn_fold: dict, figures: dict, calib_images: int) -> dict[str, Any]:
