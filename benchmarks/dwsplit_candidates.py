@@ -6,7 +6,9 @@ in every layout of ``edgepose.export.dwsplit``, to fp32 and to int8 (ai-edge-qua
 static_wi8_ai8, calibrated on 8 random inputs), timed in ai-edge-litert with XNNPACK.
 Part ``models``: each whole LitePose model (BN-folded, random seeded weights) unsplit and per layout:
 TFLite fp32 and int8 (calibrated like ``edgepose export``: 16 crops of scikit-image photos), int8
-SQNR and peak agreement against PyTorch fp32 on the parity photo, and latency.
+SQNR and peak agreement against PyTorch fp32 on the parity photo, and latency. A layout other than
+"none" also has the transposed convs rewritten as sub-pixel convs (``edgepose.export.subpixel``), as the
+TFLite export does (``--no-subpixel``: the split alone); "none" is the export before issue #13.
 Part ``onnx``: the same models as the ``onnx`` recipe's ONNX (opset 17) and the ``jetson`` recipe's
 (opset 13, linted for TensorRT 8.2's parser), unsplit and per layout, timed in onnxruntime (CPU).
 onnxruntime stands in for TensorRT here (no GPU on this host): it says whether the split graph
@@ -37,7 +39,7 @@ from tflite_ops import make_interpreter, p10, time_invoke
 from torch import nn
 
 from edgepose.device.bench import host_info
-from edgepose.export import dwsplit, parity
+from edgepose.export import dwsplit, parity, subpixel
 from edgepose.export import tflite as tfl
 from edgepose.export.calibration import load_calibration, write_sample_images
 from edgepose.export.fold import fold_batchnorm
@@ -93,8 +95,13 @@ def quantize_layer(fp32: bytes, input_nhwc: tuple[int, ...], samples: int = 8) -
         return bytes(q.quantize(ranges).quantized_model)
 
 
-def variant(module: nn.Module, layout: str) -> nn.Module:
-    return module if layout == "none" else dwsplit.split_depthwise(module, layout)[0]
+def variant(module: nn.Module, layout: str, deconv: bool = True) -> nn.Module:
+    """``layout`` "none": the module as it is (the export before issue #13); otherwise split in
+    ``layout`` and, with ``deconv``, its transposed convs rewritten as sub-pixel convs (the TFLite export)."""
+    if layout == "none":
+        return module
+    module = dwsplit.split_depthwise(module, layout)[0]
+    return subpixel.rewrite_deconvs(module)[0] if deconv else module
 
 
 def time_files(files: dict[tuple, bytes], threads: list[int], rounds: int, runs: int) -> dict[tuple, dict]:
@@ -139,6 +146,26 @@ def part_layers(args: argparse.Namespace) -> list[dict]:
     return rows
 
 
+def converted(
+    folded: nn.Module, name: str, layout: str, calib: np.ndarray, keep: Path | None, deconv: bool
+) -> tuple[bytes, bytes]:
+    """fp32 and int8 .tflite of the folded model in ``layout``; read from / written to ``keep`` if given.
+
+    ``keep`` saves the slow conversions between runs: delete it after changing the split or the converter.
+    """
+    tag = f"{layout}-subpixel" if deconv and layout != "none" else layout
+    paths = [keep / f"{name}-{tag}-{p}.tflite" for p in ("fp32", "int8")] if keep else []
+    if paths and all(p.exists() for p in paths):
+        return paths[0].read_bytes(), paths[1].read_bytes()
+    h, w = get_spec(name).input_size
+    fp32 = tfl.convert_fp32(variant(folded, layout, deconv), [o.name for o in get_spec(name).outputs], (h, w))
+    int8 = tfl.quantize_int8(fp32, calib)
+    for path, data in zip(paths, (fp32, int8)):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+    return fp32, int8
+
+
 def part_models(args: argparse.Namespace, calib_dir: Path) -> list[dict]:
     rows, files = [], {}
     for name in args.models:
@@ -152,9 +179,7 @@ def part_models(args: argparse.Namespace, calib_dir: Path) -> list[dict]:
         calib = load_calibration(calib_dir, (h, w), get_spec(name).kind).transpose(0, 2, 3, 1)
         names = [o.name for o in get_spec(name).outputs]
         for layout in args.layouts:
-            candidate = variant(folded, layout)
-            fp32 = tfl.convert_fp32(candidate, names, (h, w))
-            int8 = tfl.quantize_int8(fp32, calib)
+            fp32, int8 = converted(folded, name, layout, calib, args.keep, args.subpixel)
             row = {"model": name, "layout": layout}
             for precision, data in (("fp32", fp32), ("int8", int8)):
                 out = tfl.run_tflite(data, x)
@@ -230,7 +255,7 @@ def part_onnx(args: argparse.Namespace) -> list[dict]:
         x = torch.from_numpy(parity.sample_input(get_spec(name).input_size))
         folded, _ = fold_batchnorm(model, x)
         for layout in args.layouts:
-            candidate = variant(folded, layout)
+            candidate = variant(folded, layout, args.subpixel)
             for recipe, opset in (("onnx", 17), ("jetson", 13)):
                 files[(name, layout, recipe)] = onnx_bytes(candidate, name, opset)
         print(f"exported {name}", flush=True)
@@ -345,6 +370,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
     ap.add_argument("--stem", default="dwsplit_candidates")
+    ap.add_argument("--keep", type=Path, help="models part: keep (and reuse) the converted files here")
+    ap.add_argument(
+        "--no-subpixel",
+        dest="subpixel",
+        action="store_false",
+        help="models/onnx parts: split only, keep the transposed convs (default: both rewrites, as exported)",
+    )
     args = ap.parse_args(argv)
     args.models = args.models.split(",")
     args.layouts = args.layouts.split(",")
@@ -363,6 +395,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     flags = f"--part {args.part} --models {','.join(args.models)} --layouts {','.join(args.layouts)}"
     flags += f" --threads {','.join(map(str, args.threads))} --rounds {args.rounds} --runs {args.runs}"
+    flags += "" if args.subpixel else " --no-subpixel"
     result["command"] = f".venv/bin/python benchmarks/dwsplit_candidates.py {flags}"
     if args.part in ("layers", "both"):
         result["layers"] = part_layers(args)

@@ -243,7 +243,7 @@ def test_op_profile_reports_every_op_by_kind(tiny_tflite):
     assert sum(r["count"] for r in kinds) == len(result["ops"])
     assert abs(sum(r["share"] for r in kinds) - 1.0) < 1e-9
     text = ops.report(result, top=3)
-    assert "DEPTHWISE_CONV_2D 7x3" in text and "Slowest 3 ops" in text
+    assert "DEPTHWISE_CONV_2D 5x5" in text and "Slowest 3 ops" in text  # the default (ring) layout
 
 
 def test_export_records_the_split_in_the_manifest(tmp_path):
@@ -255,4 +255,16 @@ def test_export_records_the_split_in_the_manifest(tmp_path):
     record = manifest["export"]["depthwise_split"]
     assert record["layers"] == 34 and record["max_taps"] == dwsplit.MAX_TAPS
     assert record["layout"] == dwsplit.DEFAULT_LAYOUT and record["split"]["7x7"]
+    assert manifest["export"]["subpixel_deconv"] == {"layers": 6, "skipped": {}, "enabled": True}
     assert manifest["parity"]["passed"]
+
+
+@pytest.mark.parametrize(
+    "name", ["litehrnet-18", "litehrnet-30", "litehrnet-naive-18", "litehrnet-wider-naive-18"]
+)
+def test_lite_hrnet_has_nothing_to_split(name):
+    """Lite-HRNet's depthwise convs are 3x3: its TFLite files are the same with or without the split."""
+    model = build_model(name)
+    split, report = dwsplit.split_depthwise(model)
+    assert report.rewritten == [] and report.skipped == {}
+    assert [type(m) for m in split.modules()] == [type(m) for m in model.modules()]

@@ -39,7 +39,7 @@ from edgepose.errors import EdgeposeError
 MAX_TAPS = 25
 LAYOUTS = ("columns", "rows", "centred", "ring")
 # Chosen by measurement (docs/tflite.md, benchmarks/results/dwsplit_candidates.md).
-DEFAULT_LAYOUT = "columns"
+DEFAULT_LAYOUT = "ring"
 
 
 @dataclass(frozen=True)

@@ -30,7 +30,7 @@ from torch import nn
 from edgepose.atomic import write_bytes
 from edgepose.device.runtime.base import dequantize, quantize
 from edgepose.errors import EdgeposeError
-from edgepose.export import dwsplit, parity
+from edgepose.export import dwsplit, parity, subpixel
 from edgepose.export.calibration import input_value_range, load_calibration
 from edgepose.export.fold import fold_batchnorm
 
@@ -414,8 +414,9 @@ def lower(job: ExportJob) -> dict[str, Any]:
     job.recipe = replace(job.recipe, parity=thresholds(job))
 
     folded, report = fold_batchnorm(job.model, torch.from_numpy(job.sample()))
-    # -- depthwise split (issue #13): every depthwise conv within XNNPACK's 25-tap kernels, exact --
+    # -- XNNPACK rewrites (issue #13), exact: depthwise convs within 25 taps, deconvs as sub-pixel convs --
     folded, depthwise_split = dwsplit.apply(folded, options)
+    folded, subpixel_deconv = subpixel.apply(folded, options)
     # --
     data = convert_fp32(folded, job.output_names, job.input_size)
     if job.precision == "fp16":
@@ -428,7 +429,7 @@ def lower(job: ExportJob) -> dict[str, Any]:
         f"{MODEL_FILE}: {len(data) / 1e6:.2f} MB, {job.precision}; parity {parity.summary(figures)}"
     )
     result = fragment(job, data, report.as_dict(), figures, 0 if calib is None else len(calib))
-    result["export"]["depthwise_split"] = depthwise_split  # issue #13
+    result["export"].update(depthwise_split=depthwise_split, subpixel_deconv=subpixel_deconv)  # issue #13
     return result
 
 
