@@ -8,7 +8,7 @@ from pathlib import Path
 import onnxruntime as ort
 
 from edgepose.atomic import write_text
-from edgepose.device.bench import summarize, time_calls
+from edgepose.device.timing import summarize, time_calls
 from edgepose.export.parity import sample_input
 
 

@@ -1,90 +1,120 @@
-"""How fast is LitePose's bottom-up decoding? Goal: <= 5 ms for 30 people x 17 joints on the host.
+"""How fast is LitePose's bottom-up decoding, per grouping, as crowds grow? Goal: the crowd grouping
+decodes 100 people in under 10 ms (median) on the host.
 
 Builds LitePose-S/M-sized outputs (448x448 input: 1/4 maps 112x112 with 2J channels, 1/2 maps
-224x224 with J channels) holding N synthetic people, checks that they decode back, and times the
-whole decode (upsample + average, 5x5 NMS, top-30, grouping, adjust) and its grouping part.
+224x224 with J channels) holding N synthetic people (tests/synthetic_crowds.py: a grid, peaks in
+[0.15, 1], pixel noise on heatmaps and tags), decodes them with the official and the crowd grouping,
+counts the people found against the truth, and times, interleaved, the whole decode (upsample +
+average, 5x5 NMS, top-k, grouping, adjust) and its NMS + top-k + grouping part.
 
-    .venv/bin/python benchmarks/decode_speed.py [--people 30] [--joints 17] [--size 448] [--runs 200] [--flip]
+    .venv/bin/python benchmarks/decode_speed.py [--people 30,60,100] [--joints 17] [--layout grid]
+        [--threads 1] [--runs 100] [--flip]
 """
 
 import argparse
 import os
-import statistics
+import sys
 import time
+from functools import partial
 
-import numpy as np
+import cv2
 
-from edgepose.device.decode_bottomup import BottomUpDecoder
-from edgepose.device.skeletons import get_skeleton
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests"))
 
+from synthetic_crowds import check_people, cluster_scene, grid_scene, network_outputs  # noqa: E402
 
-def synthetic_outputs(people, joints, size, seed=0):
-    """(2J, s/4, s/4) heatmaps+tags and (J, s/2, s/2) heatmaps with ``people`` well-separated people."""
-    rng = np.random.RandomState(seed)
-    h2 = w2 = size // 2
-    cols = int(np.ceil(np.sqrt(people)))
-    cell = h2 // cols
-    yy, xx = np.mgrid[0:h2, 0:w2]
-    det = np.zeros((joints, h2, w2), np.float32)
-    tags = np.zeros((joints, h2, w2), np.float32)
-    for i in range(people):
-        cx, cy = (i % cols) * cell, (i // cols) * cell
-        for j in range(joints):
-            x, y = cx + rng.randint(3, cell - 3), cy + rng.randint(3, cell - 3)
-            d2 = (xx - x) ** 2 + (yy - y) ** 2
-            peak = np.exp(-d2 / 4.0)
-            peak[peak < 1e-6] = 0  # no denormals: they make every float op ~10x slower
-            det[j] = np.maximum(det[j], peak)
-            tags[j][d2 <= 16] = 2.0 * i
-    quarter = np.concatenate([det[:, ::2, ::2], tags[:, ::2, ::2]])
-    return quarter, det
+from edgepose.device.timing import percentile  # noqa: E402
+from edgepose.device.decode_bottomup import GROUPINGS, BottomUpDecoder  # noqa: E402
+from edgepose.device.skeletons import get_skeleton  # noqa: E402
+
+LAYOUTS = {"grid": grid_scene, "clusters": cluster_scene}
 
 
-def timed(fn, runs):
-    """Median and min wall time, and median CPU time (less sensitive to a busy machine), in ms."""
-    fn()  # warm-up
-    wall, cpu = [], []
+def interleaved(calls, runs):
+    """Time each of ``calls`` (name -> fn) ``runs`` times, taking turns.
+
+    Returns name -> (wall median, wall p10, CPU median) in ms; the CPU time is less sensitive to other
+    processes on a busy machine.
+    """
+    wall = {name: [] for name in calls}
+    cpu = {name: [] for name in calls}
+    for fn in calls.values():
+        fn()  # warm-up
     for _ in range(runs):
-        t, c = time.perf_counter(), time.process_time()
-        fn()
-        wall.append((time.perf_counter() - t) * 1e3)
-        cpu.append((time.process_time() - c) * 1e3)
-    return statistics.median(wall), min(wall), statistics.median(cpu)
+        for name, fn in calls.items():
+            t, c = time.perf_counter(), time.process_time()
+            fn()
+            wall[name].append((time.perf_counter() - t) * 1e3)
+            cpu[name].append((time.process_time() - c) * 1e3)
+    out = {}
+    for name in calls:
+        w, c = sorted(wall[name]), sorted(cpu[name])
+        out[name] = (percentile(w, 50), percentile(w, 10), percentile(c, 50))
+    return out
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--people", type=int, default=30)
-    parser.add_argument("--joints", type=int, default=17)
+    parser.add_argument("--people", default="30,60,100", help="comma-separated crowd sizes")
+    parser.add_argument("--joints", type=int, default=17, choices=(14, 17), help="CrowdPose 14 or COCO 17")
+    parser.add_argument("--layout", choices=sorted(LAYOUTS), default="grid")
     parser.add_argument("--size", type=int, default=448, help="square input size (multiple of 16)")
-    parser.add_argument("--runs", type=int, default=200)
+    parser.add_argument(
+        "--threads", type=int, default=1, help="OpenCV threads (numpy here is single-threaded)"
+    )
+    parser.add_argument("--runs", type=int, default=100)
     parser.add_argument("--flip", action="store_true", help="also decode a (mirrored) flip-test pass")
     args = parser.parse_args()
+    cv2.setNumThreads(args.threads)
 
-    quarter, half = synthetic_outputs(args.people, args.joints, args.size)
     dataset = "coco" if args.joints == 17 else "crowdpose"
-    decoder = BottomUpDecoder(args.joints, get_skeleton(dataset)["flip_index"])
-    flipped = None
-    if args.flip:
-        index = decoder.flip_index
-        flipped = (quarter[index + [j + args.joints for j in index], :, ::-1], half[index, :, ::-1])
+    flip_index = get_skeleton(dataset)["flip_index"]
     size = (args.size, args.size)
-    poses, _ = decoder(quarter, half, flipped, input_size=size)
-    complete = int(((poses[:, :, 2] > 0).sum(axis=1) == args.joints).sum())
-    print(f"decoded {len(poses)} people ({complete} complete) of {args.people}")
-
-    det, tags = decoder.aggregate(quarter, half, flipped, lazy_tags=True)
-    full = timed(lambda: decoder(quarter, half, flipped, input_size=size), args.runs)
-    aggregate = timed(lambda: decoder.aggregate(quarter, half, flipped, lazy_tags=True), args.runs)
-    group = timed(lambda: decoder.group(det, tags), args.runs)
     print(
-        f"input {args.size}x{args.size}{' + flip' if args.flip else ''}, {args.people} people x {args.joints} "
-        f"joints, {args.runs} runs: "
-        f"wall median (min), CPU median; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores"
+        "input {0}x{0}{1}, {2} joints, {3} layout, {4} runs, OpenCV threads {5}; load average {6:.1f} on {7} "
+        "cores".format(
+            args.size,
+            " + flip" if args.flip else "",
+            args.joints,
+            args.layout,
+            args.runs,
+            args.threads,
+            os.getloadavg()[0],
+            os.cpu_count(),
+        )
     )
-    print("  full decode          {:7.2f} ms ({:.2f}), CPU {:.2f} ms   goal <= 5 ms".format(*full))
-    print("  upsample + average   {:7.2f} ms ({:.2f}), CPU {:.2f} ms".format(*aggregate))
-    print("  NMS + top-k + group  {:7.2f} ms ({:.2f}), CPU {:.2f} ms".format(*group))
+    print(
+        "| people | grouping | poses | people right | full decode: median / p10 (CPU) | NMS + top-k + group: "
+        "median / p10 (CPU) |"
+    )
+    print("|---:|---|---:|---:|---:|---:|")
+    for n in [int(p) for p in args.people.split(",")]:
+        scene = LAYOUTS[args.layout](n, args.joints, seed=n, size=(args.size // 2, args.size // 2))
+        quarter, half = network_outputs(scene)
+        flipped = None
+        if args.flip:
+            channels = flip_index + [j + args.joints for j in flip_index]
+            flipped = (quarter[channels][:, :, ::-1], half[flip_index][:, :, ::-1])
+        calls, found = {}, {}
+        for grouping in GROUPINGS[::-1]:
+            decoder = BottomUpDecoder(args.joints, flip_index, grouping=grouping)
+            poses, _ = decoder(quarter, half, flipped, input_size=size)
+            poses[:, :, :2] *= float(half.shape[1]) / args.size
+            # a person is right when one pose holds exactly its joints, each within 1 px
+            missed = sum(1 for w in check_people(poses, scene.truth) if w.startswith("person"))
+            found[grouping] = (len(poses), n - missed)
+            det, tags = decoder.aggregate(quarter, half, flipped, lazy_tags=True)
+            det, tags.passes = det.copy(), [t.copy() for t in tags.passes]  # the next call reuses buffers
+
+            calls[grouping, "full"] = partial(decoder, quarter, half, flipped, input_size=size)
+            calls[grouping, "group"] = partial(decoder.group, det, tags)
+        times = interleaved(calls, args.runs)
+        for grouping in GROUPINGS[::-1]:
+            print(
+                "| {} | {} | {} | {} | {:.2f} / {:.2f} ({:.2f}) ms | {:.2f} / {:.2f} ({:.2f}) ms |".format(
+                    n, grouping, *(found[grouping] + times[grouping, "full"] + times[grouping, "group"])
+                )
+            )
 
 
 if __name__ == "__main__":

@@ -38,7 +38,7 @@ from bench_common import save_result
 from tflite_ops import make_interpreter, p10, time_invoke
 from torch import nn
 
-from edgepose.device.bench import host_info
+from edgepose.device.machine import host_info
 from edgepose.export import dwsplit, parity, subpixel
 from edgepose.export import tflite as tfl
 from edgepose.export.calibration import load_calibration, write_sample_images

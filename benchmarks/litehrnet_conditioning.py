@@ -24,7 +24,7 @@ import torch
 from bench_common import save_result
 from torch import nn
 
-from edgepose.device.bench import host_info
+from edgepose.device.machine import host_info
 from edgepose.export.calibration import load_calibration, write_sample_images
 from edgepose.export.parity import sample_input
 from edgepose.models import build_model

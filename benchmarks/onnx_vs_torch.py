@@ -24,7 +24,8 @@ import onnxruntime as ort
 import torch
 from bench_common import save_result, time_onnx, timing_protocol
 
-from edgepose.device.bench import host_info, summarize, time_calls
+from edgepose.device.machine import host_info
+from edgepose.device.timing import summarize, time_calls
 from edgepose.export.parity import sample_input
 from edgepose.export.pipeline import export_model
 from edgepose.models import build_model

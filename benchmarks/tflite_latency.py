@@ -36,7 +36,7 @@ from ai_edge_litert import __version__ as litert_version
 from ai_edge_litert.interpreter import Interpreter, OpResolverType
 from bench_common import save_result
 
-from edgepose.device.bench import host_info
+from edgepose.device.machine import host_info
 from edgepose.export import tflite as tfl
 from edgepose.export.calibration import load_calibration, write_sample_images
 from edgepose.export.parity import sample_input

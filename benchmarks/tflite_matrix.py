@@ -28,7 +28,7 @@ import numpy as np
 from bench_common import save_result
 
 from edgepose.atomic import write_text
-from edgepose.device.bench import host_info
+from edgepose.device.machine import host_info
 from edgepose.errors import EdgeposeError
 from edgepose.export.calibration import write_sample_images
 from edgepose.export.pipeline import export_model

@@ -1,7 +1,8 @@
 """Host-only runtime that runs an artifact's PyTorch model, to compare it with the exported one.
 
-``edgepose infer DIR --backend torch`` rebuilds the network the manifest names (registry + the
-same weights) and runs it eagerly behind the device runtime interface, so the same pipeline,
+``edgepose infer DIR --backend torch`` and ``edgepose agree DIR`` rebuild the network the manifest
+names (registry + the same weights: a checkpoint file given again, a released checkpoint by its
+catalog name, or the exporter's seeded random weights) and run it eagerly behind the device runtime interface, so the same pipeline,
 decoding and drawing can be checked against onnxruntime / TFLite / TensorRT output.
 """
 
@@ -29,22 +30,35 @@ class TorchRuntime(Runtime):
         self.version = torch.__version__.split("+")[0]
         self.max_batch = None
         info = manifest["model"]
-        self.model = build_model(info["name"], dataset=info.get("dataset"))
         recorded = info.get("weights")
+        random = bool(recorded) and recorded.get("kind") == "random"
+        with torch.random.fork_rng():  # random weights: the exporter's seed gives the exporter's model
+            torch.manual_seed(int(recorded.get("seed", 0)) if random else 0)
+            self.model = build_model(info["name"], dataset=info.get("dataset"))
+        if random and weights is not None:
+            raise EdgeposeError("this artifact has seeded random weights: leave --weights out")
+        if weights is None and recorded and recorded.get("kind") == "catalog" and recorded.get("name"):
+            from edgepose.hub import resolve_weights  # a released checkpoint: the cache, or a download
+
+            weights = resolve_weights(recorded["name"]).path
         if weights is not None:
             load_weights(self.model, weights)
             self.path = str(weights)
+        elif random:
+            self.path = f"random weights (seed {recorded.get('seed', 0)})"
         elif recorded:
             raise EdgeposeError(
                 f"this artifact was exported from weights {recorded.get('file')!r}: pass them with --weights"
             )
         else:
             raise EdgeposeError(
-                "this artifact has random weights, which cannot be rebuilt: export it with --weights FILE "
-                "and pass the same file to --weights"
+                "this manifest does not say which weights the artifact was exported from: pass them with --weights"
             )
-        if recorded and recorded.get("sha256"):
+        if recorded and recorded.get("sha256") and weights is not None:
             _check_same_weights(Path(weights), recorded["sha256"])
+        # PyTorch takes and gives NCHW, whatever the artifact's layout (a TFLite folder's is NHWC).
+        self.input_spec = {**self.input_spec, "layout": "NCHW"}
+        self.output_specs = [{**spec, "layout": "NCHW"} for spec in self.output_specs]
         self.names = [o.name for o in self.model.spec.outputs]
         self.threads = threads
 

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from edgepose.bench.benchmark_model import benchmark_model_command, parse_benchmark_model
-from edgepose.bench.trtexec import parse_trtexec, trtexec_command, trtexec_stats
+from edgepose.bench.trtexec import parse_trtexec, trtexec_stats
 from edgepose.errors import EdgeposeError
 
 DATA = Path(__file__).parent / "data"
@@ -57,19 +57,6 @@ def test_trtexec_version_from_the_banner_alone():
 def test_trtexec_failure_output_is_an_error():
     with pytest.raises(EdgeposeError, match="no performance summary"):
         parse_trtexec("&&&& FAILED TensorRT.trtexec [TensorRT v8201] # trtexec --onnx=model.onnx\n")
-
-
-def test_trtexec_command_uses_the_workspace_flag_of_the_version():
-    old = trtexec_command(
-        "model.onnx", engine="model.engine", precision="fp16", workspace_mib=256, tensorrt_version="8.2"
-    )
-    assert "--workspace=256" in old and "--fp16" in old and "--saveEngine=model.engine" in old
-    new = trtexec_command(
-        "model.onnx", precision="fp32", workspace_mib=256, tensorrt_version="10.3", iterations=20
-    )
-    assert "--memPoolSize=workspace:256" in new and "--fp16" not in new and "--iterations=20" in new
-    with pytest.raises(EdgeposeError):
-        trtexec_command("model.onnx", precision="bf17")
 
 
 def test_benchmark_model_rpi4_xnnpack():

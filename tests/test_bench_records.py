@@ -1,4 +1,4 @@
-"""Benchmark records: reading back (torn last line), newest per measurement, CSV and Markdown views."""
+"""Benchmark records: reading back (torn lines skipped), newest per measurement, CSV and Markdown views."""
 
 import csv
 import io
@@ -33,11 +33,13 @@ def test_interrupted_file_keeps_every_complete_record(tmp_path):
     assert [r["stats"]["median_ms"] for r in got] == [1.0, 2.0]
 
 
-def test_corrupt_line_in_the_middle_is_an_error(tmp_path):
+def test_corrupt_line_in_the_middle_is_skipped_with_its_line_number(tmp_path):
     path = tmp_path / "r.jsonl"
-    path.write_text("not json\n" + json.dumps(rec()) + "\n")
-    with pytest.raises(EdgeposeError, match="r.jsonl:1"):
-        read_records([path])
+    path.write_text(json.dumps(rec(median=1.0)) + "\nnot json\n[1, 2]\n" + json.dumps(rec(median=2.0)) + "\n")
+    skipped = []
+    got = read_records([path], on_skip=skipped.append)
+    assert [r["stats"]["median_ms"] for r in got] == [1.0, 2.0]
+    assert [s.split(": ")[0] for s in skipped] == [f"{path}:2", f"{path}:3"]
     with pytest.raises(EdgeposeError, match="no benchmark records"):
         read_records([tmp_path / "missing.jsonl"])
 

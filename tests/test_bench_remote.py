@@ -12,10 +12,13 @@ from pathlib import Path
 
 import pytest
 
+from edgepose.bench.native import benchmark_model_argv
+from edgepose.bench.options import BenchOptions
 from edgepose.bench.profiles import load_profile
 from edgepose.bench.records import RecordWriter, read_records
 from edgepose.bench.remote import AdbTarget, SshTarget
-from edgepose.bench.runner import BenchOptions, bench_adb, benchmark_model_argv
+from edgepose.bench.runner import bench_artifact
+from edgepose.bench.transports import open_transport
 from edgepose.errors import EdgeposeError
 
 DATA = Path(__file__).parent / "data"
@@ -164,25 +167,27 @@ def test_adb_bench_pushes_pins_runs_and_pulls(tmp_path, monkeypatch):
     (folder / "manifest.json").write_text(json.dumps(manifest))
 
     profile = load_profile("snapdragon855")
-    opts = BenchOptions(runs=50, warmup=1)
+    opts = BenchOptions(runs=50, warmup=1, benchmark_model=str(fake_tool))
     out = tmp_path / "records.jsonl"
-    adb = AdbTarget("SERIAL123")
-    adb.check()
-    records = bench_adb(folder, profile, opts, RecordWriter(str(out)), adb, str(fake_tool))
+    transport = open_transport(profile, adb=AdbTarget("SERIAL123"))
+    transport.check()
+    records = bench_artifact(folder, profile, opts, RecordWriter(str(out)), transport)
 
     assert (root / "taskset.mask").read_text().strip() == "f0"
     args = (root / "args.txt").read_text()
     assert f"/data/local/tmp/edgepose/{folder.name}/model.tflite" in args and "--num_threads=4" in args
     assert (root / "data/local/tmp/edgepose" / folder.name / "model.tflite").is_file()
     calls = (root / "calls.log").read_text()
-    assert "'push'" in calls and "'pull'" in calls and "'shell'" in calls
+    assert "'push'" in calls and "'shell'" in calls and "manifest.json" not in calls  # the model file only
     (rec,) = read_records([out])
     assert rec == records[0]
     assert rec["device"] == "snapdragon855" and rec["on_device"] and rec["tool"] == "benchmark_model"
     assert rec["host"]["cpu"] == "msmnile" and rec["host"]["board"] == "LM-G810"
     assert rec["stats"]["median_ms"] == pytest.approx(29.931) and rec["input_size"] == [448, 448]
     assert rec["native"]["delegates"][0]["replaced_nodes"] == 231
-    assert rec["reached"] == "adb SERIAL123"
+    assert rec["reached"] == "adb SERIAL123" and rec["delegate"] == "xnnpack"
+    with pytest.raises(EdgeposeError, match="snapdragon855 is reached by adb, not ssh"):
+        open_transport(profile, ssh=SshTarget("pi@x"))
 
 
 def test_adb_command_is_pinned_to_the_big_cores():

@@ -6,7 +6,7 @@ import io
 import pytest
 
 from edgepose.bench.papers import list_papers, load_paper
-from edgepose.bench.report import build_table, plot_latency, to_csv, to_latex, to_markdown
+from edgepose.bench.report import build_table, plot_latency, plot_panels, to_csv, to_latex, to_markdown
 from edgepose.device.bench import SCHEMA
 from edgepose.errors import EdgeposeError
 
@@ -91,10 +91,46 @@ def test_markdown_csv_and_latex_renderings(table):
     assert r"\begin{tabular}" in tex and r"$\times$" in tex and "HigherHRNet-W24" in tex
 
 
-def test_plot_is_a_png(table):
+def test_plot_puts_published_and_measured_points_of_a_device_on_the_same_axes(table):
     paper = load_paper("litepose")
-    png = plot_latency(paper, paper.table("crowdpose"), [rec("litepose-xs", 10.0)])
+    records = [
+        rec("litepose-xs", 10.0),  # this host
+        rec("litepose-xs", 150.0, device="rpi4", cpu="Raspberry Pi 4 Model B Rev 1.4"),  # on the Pi
+        rec("litepose-xs", 20.0, device="rpi4", on_device=False),  # the rpi4 profile, host-run
+        {
+            **rec("litepose-xs", 3300.0, device="rpi4"),
+            "host": {"cpu": "AMD EPYC", "emulated": "qemu-aarch64"},
+        },
+    ]
+    panels = dict(plot_panels(paper, paper.table("crowdpose"), records))
+    pi = {s.label: s for s in panels["Pi"]}
+    published = next(s for label, s in pi.items() if label.startswith("published"))
+    xs = [p for p in published.points if p[2] == "LitePose-Auto-XS"]
+    assert xs and xs[0][1] == 49.4 and published.marker == "o"
+    assert pi["measured on rpi4"].points == ((150.0, 49.4, "LitePose-Auto-XS"),)
+    host_run = next(s for label, s in pi.items() if label.startswith("host-run: rpi4 profile on"))
+    assert host_run.points == ((20.0, 49.4, "LitePose-Auto-XS"),) and host_run.marker != "^"
+    emulated = next(s for label, s in pi.items() if "emulated (qemu-aarch64" in label)
+    assert emulated.points == ((3300.0, 49.4, "LitePose-Auto-XS"),) and emulated.marker not in ("^", "o")
+    assert "host (Intel Xeon)" in panels  # the host is no paper column: a panel of its own
+    assert "Nano" in panels and all(s.label.startswith("published") for s in panels["Nano"])
+    png = plot_latency(paper, paper.table("crowdpose"), records)
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10000
+
+
+def test_emulated_records_never_fill_the_device_column():
+    paper = load_paper("litepose")
+    emulated = {
+        **rec("litepose-xs", 3300.0, device="rpi4"),
+        "host": {"cpu": "AMD EPYC", "emulated": "qemu-aarch64"},
+    }
+    t = build_table(paper, paper.table("crowdpose")[0], [emulated], count_macs=False)
+    row = next(r for r in t.rows if r[0] == "LitePose-Auto-XS")
+    pi = t.header.index("Pi ms (paper / measured)")
+    assert row[pi].endswith("/ –")  # the Pi column stays empty
+    extra = t.header.index("rpi4 emulated (qemu-aarch64 on AMD EPYC) ms")
+    assert row[extra] == "3300"
+    assert any("NOT its latency" in n for n in t.notes)
 
 
 def test_report_command(tmp_path, capsys):

@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 from test_bench_remote import sshd  # noqa: F401  (the module-scoped sshd fixture)
 
-from edgepose.bench.profiles import devices_dir
+from edgepose import shipped
 from edgepose.bench.records import read_records
 from edgepose.cli import main
-from edgepose.device.bench import STAT_KEYS
+from edgepose.device.timing import STAT_KEYS
 
 pytestmark = pytest.mark.slow
 TINY = ["--models", "litepose-xs", "--input", "64x64", "--runs", "3", "--warmup", "1", "--format", "none"]
@@ -79,9 +79,9 @@ def test_matching_artifact_is_reused_and_records_append(host_run, cache):
 
 
 def profile_copy(tmp_path: Path, base: str = "rpi4", **replace: str) -> Path:
-    """devices/<base>.toml with some values replaced (recipe, python, workdir, path, setup)."""
+    """devices/<base>.toml with some values replaced (recipe, python, workdir)."""
     lines = []
-    for line in (devices_dir() / f"{base}.toml").read_text().splitlines():
+    for line in shipped.locate("devices", base)[0].read_text().splitlines():
         key = line.split("=")[0].strip()
         if key in replace:
             line = f"{key} = {json.dumps(replace[key])}"
@@ -96,7 +96,7 @@ def test_device_profile_run_here_is_labelled_with_this_cpu(cache, tmp_path):
     out = tmp_path / "r.jsonl"
     assert main(bench_argv(prof, out, cache, "--no-pipeline")) == 0
     (r,) = read_records([out])
-    assert r["device"] == "rpi4" and r["on_device"] is False and r["threads"] == 4
+    assert r["device"] == "rpi4" and r["on_device"] is False and r["threads"] == 2  # the onnx recipe's
     assert "not on the device" in r["notes"][0] and "Raspberry" not in r["host"]["cpu"]
 
 
@@ -132,53 +132,121 @@ def test_unreachable_device_fails_in_one_line(cache, tmp_path, capsys):
 
 def test_rpi4_profile_over_ssh(sshd, cache, tmp_path):  # noqa: F811
     """The issue's check: `edgepose bench --device rpi4 --host root@127.0.0.1` (TFLite export + runtime)."""
-    from edgepose.errors import EdgeposeError
-    from edgepose.export.recipe import known_recipes
-
-    if "rpi4" not in known_recipes():
-        pytest.skip("the rpi4 (TFLite) export recipe is not in this tree yet")
-    try:
-        import ai_edge_litert  # noqa: F401
-    except ImportError:
-        try:
-            import tflite_runtime  # noqa: F401
-        except ImportError:
-            pytest.skip("no TFLite runtime (ai-edge-litert / tflite-runtime) to play the Pi's part")
     prof = profile_copy(tmp_path, python=sys.executable, workdir=str(tmp_path / "pi"))
     tool = tmp_path / "benchmark_model"  # stands in for TFLite's binary: prints a real Pi 4 log
     tool.write_text(f"#!/bin/sh\ncat {Path(__file__).parent / 'data' / 'benchmark_model_rpi4_xnnpack.log'}\n")
     tool.chmod(0o755)
     out = tmp_path / "r.jsonl"
     argv = bench_argv(prof, out, cache, "--no-pipeline", "--benchmark-model", str(tool), *ssh_args(sshd))
-    try:
-        code = main(argv)
-    except EdgeposeError as exc:  # pragma: no cover - depends on the TFLite exporter's extras
-        pytest.skip(f"TFLite export unavailable here: {exc}")
-    assert code == 0, out.read_text() if out.exists() else "no records"
+    assert main(argv) == 0, out.read_text() if out.exists() else "no records"
     native, r = read_records([out])
     assert native["tool"] == "benchmark_model" and native["stats"]["mean_ms"] == 121.552
-    assert native["command"].startswith(f"{tmp_path / 'pi'}/benchmark_model --graph=")
+    assert (
+        native["command"].startswith(f"{tmp_path / 'pi'}/")
+        and "benchmark_model --graph=" in native["command"]
+    )
     assert r["device"] == "rpi4" and r["on_device"] and r["format"] == "tflite"
     assert r["runtime"].startswith("tflite") and r["tool"] == "edgepose_device.bench"
     assert set(r["artifacts"]) == {"model.tflite"} and r["threads"] == 4
 
 
-def test_jetson_over_ssh_builds_with_trtexec_and_keeps_its_record(sshd, cache, tmp_path):  # noqa: F811
-    """trtexec runs on the device (a stand-in printing TRT 8.2 output here); without TensorRT the Python
-    timer then fails, which is reported, while trtexec's record is kept."""
+FAKE_TRTEXEC = """#!/bin/sh
+# stands in for TensorRT's trtexec: records its arguments; "builds" a plan; prints a real Nano log
+echo "$@" >> trtexec.args
+case "$*" in *--saveEngine=*) printf PLAN > model.engine ;; esac
+cat {log}
+"""
+
+
+def fake_trtexec(tmp_path: Path) -> Path:
     fake = tmp_path / "trtexec"
-    log = Path(__file__).parent / "data" / "trtexec_8.2_jetson_nano.log"
-    fake.write_text(f'#!/bin/sh\necho "$@" > trtexec.args\ntouch model.engine\ncat {log}\n')
+    fake.write_text(FAKE_TRTEXEC.format(log=Path(__file__).parent / "data" / "trtexec_8.2_jetson_nano.log"))
     fake.chmod(0o755)
-    prof = profile_copy(tmp_path, "jetson-nano", python=sys.executable, workdir=str(tmp_path / "nano"),
-                        path=str(fake), setup="true")  # fmt: skip
+    return fake
+
+
+def nano_profile(tmp_path: Path, python: str, **top: str) -> Path:
+    """A Jetson Nano profile reached over ssh, with a stand-in trtexec as its native tool."""
+    settings = "".join(f"{k} = {json.dumps(v)}\n" for k, v in top.items())
+    path = tmp_path / "jetson-nano.toml"
+    path.write_text(
+        f'name = "jetson-nano"\nrecipe = "jetson"\n{settings}[hardware]\nint8 = false\n'
+        f'[reach]\nmethod = "ssh"\npython = {json.dumps(python)}\nworkdir = {json.dumps(str(tmp_path / "nano"))}\n'
+        f'setup = "true"\n[native]\ntool = "trtexec"\npath = {json.dumps(str(fake_trtexec(tmp_path)))}\n'
+    )
+    return path
+
+
+def test_jetson_over_ssh_builds_with_trtexec_sh_and_times_that_engine(sshd, cache, tmp_path):  # noqa: F811
+    """engine_builder = "trtexec": the folder's own builder runs trtexec (a stand-in here) with the manifest's
+    settings; trtexec then times that engine. Without TensorRT the Python timer fails, which is reported,
+    while trtexec's record is kept."""
+    prof = nano_profile(tmp_path, sys.executable, engine_builder="trtexec")
     out = tmp_path / "r.jsonl"
-    argv = bench_argv(prof, out, cache, "--no-pipeline", *ssh_args(sshd))
-    assert main(argv) == 1  # the Python timer needs TensorRT, which this machine lacks
+    assert (
+        main(bench_argv(prof, out, cache, "--no-pipeline", *ssh_args(sshd))) == 1
+    )  # no TensorRT runtime here
     (r,) = read_records([out])
     assert r["tool"] == "trtexec" and r["runtime"] == "tensorrt" and r["runtime_version"] == "8.2.1"
     assert r["on_device"] and r["precision"] == "fp16" and r["stats"]["median_ms"] == 38.1128
-    assert "--workspace=256" in r["trtexec_command"] and "--fp16" in r["trtexec_command"]
+    assert "--loadEngine=model.engine" in r["trtexec_command"] and "--iterations=3" in r["trtexec_command"]
     assert r["host"]["cpu"] and r["native"]["throughput_qps"] == 26.0465
     pushed = next((tmp_path / "nano").iterdir())
-    assert (pushed / "model.engine").exists() and "--onnx=model.onnx" in (pushed / "trtexec.args").read_text()
+    build, timing = (pushed / "trtexec.args").read_text().splitlines()
+    assert build.split() == ["--onnx=model.onnx", "--saveEngine=model.engine", "--workspace=256", "--fp16"]
+    assert timing.startswith("--loadEngine=model.engine")  # times the engine it built, never another one
+    engine = json.loads((pushed / "engine.json").read_text())
+    assert engine["builder"] == "trtexec" and (pushed / "model.engine").read_bytes() == b"PLAN"
+
+
+def test_jetson_over_ssh_builds_with_build_engine_py_and_a_stand_in_tensorrt(sshd, cache, tmp_path):  # noqa: F811
+    """The default builder: the folder's build_engine.py with TensorRT's Python API (a stand-in module)."""
+    python = tmp_path / "python-with-tensorrt"
+    stand_in = Path(__file__).parent / "data" / "fake_tensorrt"
+    python.write_text(f'#!/bin/sh\nPYTHONPATH={stand_in} exec {sys.executable} "$@"\n')
+    python.chmod(0o755)
+    prof = nano_profile(tmp_path, str(python))
+    out = tmp_path / "r.jsonl"
+    assert (
+        main(bench_argv(prof, out, cache, "--no-pipeline", *ssh_args(sshd))) == 1
+    )  # timing needs pycuda + a GPU
+    (r,) = read_records([out])
+    assert r["tool"] == "trtexec" and r["on_device"]
+    pushed = next((tmp_path / "nano").iterdir())
+    engine = json.loads((pushed / "engine.json").read_text())
+    assert (
+        engine["builder"] == "python"
+        and engine["tensorrt_version"] == "8.2.1.8"
+        and engine["workspace_mib"] == 256
+    )
+    assert (pushed / "model.engine").read_bytes() == b"PLAN"
+    assert (pushed / "trtexec.args").read_text().startswith("--loadEngine=model.engine")  # trtexec only timed
+
+
+def test_int8_on_the_nano_is_refused_before_anything_runs(cache, tmp_path, capsys):
+    out = tmp_path / "r.jsonl"
+    assert main(bench_argv("jetson-nano", out, cache, "--precision", "int8")) == 2
+    assert "cannot run int8" in capsys.readouterr().err and not out.exists()
+
+
+@pytest.mark.parametrize("device", ["host", "rpi4", "snapdragon855", "jetson-nano"])
+def test_every_shipped_profile_benchmarks_here_labelled_as_host_run(device, cache, tmp_path):
+    out = tmp_path / "r.jsonl"
+    assert main(bench_argv(device, out, cache, "--quick", "--no-pipeline")) == 0
+    (r,) = read_records([out])
+    assert r["device"] == device and r["stats"]["median_ms"] > 0
+    assert r["on_device"] is (device == "host")
+    if device == "jetson-nano":  # no TensorRT here: the same ONNX, timed with onnxruntime, and said so
+        assert r["runtime"] == "onnxruntime" and r["stand_in_for"] == "tensorrt" and r["format"] == "tensorrt"
+        assert any("tensorrt is not installed here" in n for n in r["notes"])
+    if device in ("rpi4", "snapdragon855"):
+        assert r["runtime"].startswith("tflite") and r["precision"] == (
+            "fp32" if device == "rpi4" else "fp16"
+        )
+
+
+def test_a_relative_cache_folder_works_from_any_directory(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main(bench_argv("host", Path("r.jsonl"), Path("rel-cache"), "--no-pipeline")) == 0
+    (r,) = read_records([tmp_path / "r.jsonl"])
+    assert r["timed"] == "model" and not list((tmp_path / "rel-cache").rglob("records.jsonl"))

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edgepose.device import build_engine
+from edgepose.device import build_engine, trtexec_build
 from edgepose.export.pipeline import export_model
 
 HAS_TRT = importlib.util.find_spec("tensorrt") is not None
@@ -22,23 +22,86 @@ def test_gpu_name_is_a_string():
     assert isinstance(build_engine.gpu_name(), str) and build_engine.gpu_name()
 
 
+SETTINGS = {"builder": "python", "precision": "fp16", "workspace_mib": 256, "tensorrt_version": "8.2",
+            "shapes": None, "calibration": None, "trtexec": "trtexec", "source": "model.onnx",
+            "engine": "model.engine"}  # fmt: skip
+
+
+def artifact(folder: Path, data: bytes = b"onnx bytes", **engine) -> Path:
+    """A minimal TensorRT artifact folder: model.onnx and a manifest with its sha256 and engine settings."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "model.onnx").write_bytes(data)
+    manifest = {"precision": "fp16", "engine": {**SETTINGS, **engine},
+                "artifacts": {"model.onnx": {"sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}}}  # fmt: skip
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    return folder
+
+
 def test_changed_onnx_is_refused(tmp_path, capsys):
+    artifact(tmp_path)
     (tmp_path / "model.onnx").write_bytes(b"changed")
-    manifest = {"precision": "fp16", "artifacts": {"model.onnx": {"sha256": "0" * 64, "bytes": 7}}}
-    (tmp_path / "manifest.json").write_text(json.dumps(manifest))
     assert build_engine.main([], model_dir=str(tmp_path)) == 2
     err = capsys.readouterr().err
     assert "does not match its manifest" in err and err.count("\n") == 1
 
 
+def test_a_folder_without_engine_settings_is_refused(tmp_path, capsys):
+    (tmp_path / "manifest.json").write_text(json.dumps({"artifacts": {}}))
+    assert build_engine.main([], model_dir=str(tmp_path)) == 2
+    assert "has no engine settings" in capsys.readouterr().err
+
+
 @pytest.mark.skipif(HAS_TRT, reason="tensorrt is installed here")
 def test_without_tensorrt_says_what_to_do(tmp_path, capsys):
-    data = b"onnx bytes"
-    (tmp_path / "model.onnx").write_bytes(data)
-    sha = hashlib.sha256(data).hexdigest()
-    (tmp_path / "manifest.json").write_text(json.dumps({"artifacts": {"model.onnx": {"sha256": sha}}}))
+    artifact(tmp_path)
     assert build_engine.main(["--precision", "fp32"], model_dir=str(tmp_path)) == 2
     assert "tensorrt Python package is not importable" in capsys.readouterr().err
+
+
+def test_trtexec_arguments_follow_the_settings_and_the_version():
+    def args(**kw):
+        return trtexec_build.trtexec_build_args({**SETTINGS, **kw}, "model.onnx", "model.engine")
+
+    assert args() == ["--onnx=model.onnx", "--saveEngine=model.engine", "--workspace=256", "--fp16"]
+    assert args(tensorrt_version="10.3")[2] == "--memPoolSize=workspace:256"
+    assert args(tensorrt_version="8.4", workspace_mib=128)[2] == "--memPoolSize=workspace:128"
+    assert "--fp16" not in args(precision="fp32")
+    assert args(precision="int8", calibration="calib.cache")[-2:] == ["--int8", "--calib=calib.cache"]
+    shapes = args(shapes={"min": [1, 3, 64, 48], "opt": [1, 3, 64, 48], "max": [4, 3, 64, 48]})[-3:]
+    assert shapes == [
+        "--minShapes=input:1x3x64x48",
+        "--optShapes=input:1x3x64x48",
+        "--maxShapes=input:4x3x64x48",
+    ]
+    with pytest.raises(build_engine.EdgeposeError, match="trtexec cannot calibrate INT8 from images"):
+        args(precision="int8", calibration="calib.npy")
+    with pytest.raises(build_engine.EdgeposeError, match="bad TensorRT version"):
+        args(tensorrt_version="eight")
+    assert trtexec_build.trtexec_time_args("model.engine", 20)[:2] == [
+        "--loadEngine=model.engine",
+        "--iterations=20",
+    ]
+
+
+def test_trtexec_builder_runs_the_binary_with_the_manifest_settings(tmp_path, capsys):
+    folder = artifact(tmp_path / "xs", workspace_mib=128)
+    fake = tmp_path / "trtexec"  # stands in for TensorRT's binary: records its arguments, writes a plan
+    fake.write_text('#!/bin/sh\necho "$@" > trtexec.args\nprintf PLAN > model.engine\n')
+    fake.chmod(0o755)
+    assert build_engine.main(["--builder", "trtexec", "--trtexec", str(fake)], model_dir=str(folder)) == 0
+    assert (folder / "trtexec.args").read_text().split() == [
+        "--onnx=model.onnx", "--saveEngine=model.engine", "--workspace=128", "--fp16"
+    ]  # fmt: skip
+    info = json.loads((folder / "engine.json").read_text())
+    assert info["builder"] == "trtexec" and info["onnx_sha256"] == hashlib.sha256(b"onnx bytes").hexdigest()
+    assert info["engine_sha256"] == hashlib.sha256(b"PLAN").hexdigest()
+    assert f"{fake} --onnx=model.onnx" in capsys.readouterr().out
+    failing = tmp_path / "broken-trtexec"
+    failing.write_text("#!/bin/sh\nexit 3\n")
+    failing.chmod(0o755)
+    (folder / "model.engine").unlink()
+    assert build_engine.main(["--builder", "trtexec", "--trtexec", str(failing)], model_dir=str(folder)) == 2
+    assert "trtexec failed to build the engine (exit 3" in capsys.readouterr().err
 
 
 def test_missing_onnx(tmp_path):
@@ -67,21 +130,21 @@ def _deserialize(path):
 def test_fp16_engine_built_at_export(folder):
     info = json.loads((folder / "engine.json").read_text())
     manifest = json.loads((folder / "manifest.json").read_text())
-    assert info["precision"] == "fp16" and info["onnx"] == "model.onnx"
+    assert info["precision"] == "fp16" and info["source"] == "model.onnx"
     assert info["onnx_sha256"] == manifest["artifacts"]["model.onnx"]["sha256"]
     assert info["engine_sha256"] == hashlib.sha256((folder / "model.engine").read_bytes()).hexdigest()
-    assert info["tensorrt"] and info["gpu"] and info["build_seconds"] >= 0
-    assert manifest["export"]["tensorrt"]["engine"]["precision"] == "fp16"
+    assert info["tensorrt_version"] and info["gpu"] and info["build_seconds"] >= 0
+    assert manifest["export"]["engine_build"]["built_here"]["precision"] == "fp16"
+    assert manifest["engine"]["precision"] == "fp16" and manifest["engine"]["workspace_mib"] == 256
     assert _deserialize(folder / "model.engine") is not None  # a plain plan, as trtexec --loadEngine reads
 
 
 @pytest.mark.tensorrt
 def test_fp32_rebuild_through_the_device_script(folder, capsys):
-    engine = folder / "fp32.engine"
-    assert build_engine.main(["--precision", "fp32", "--engine", str(engine)], model_dir=str(folder)) == 0
+    assert build_engine.main(["--precision", "fp32"], model_dir=str(folder)) == 0
     assert "trtexec --loadEngine=" in capsys.readouterr().out
     assert json.loads((folder / "engine.json").read_text())["precision"] == "fp32"
-    assert _deserialize(engine) is not None
+    assert _deserialize(folder / "model.engine") is not None
 
 
 @pytest.mark.tensorrt
@@ -110,80 +173,16 @@ def test_int8_needs_fast_int8_and_calibration(folder, tmp_path):
 # ---- the API switch between TensorRT 8.x and >= 8.4 / 10.x, against a stand-in module ----
 
 
-class FakeTensorRT:
-    """Just enough of the ``tensorrt`` module to drive build_engine's version-dependent calls."""
+def _stand_in():
+    """The stand-in ``tensorrt`` module's factory (tests/data/fake_tensorrt), loaded by path."""
+    path = Path(__file__).parent / "data" / "fake_tensorrt" / "tensorrt" / "__init__.py"
+    spec = importlib.util.spec_from_file_location("fake_tensorrt", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.FakeTensorRT
 
-    class Logger:
-        WARNING, VERBOSE = 1, 0
 
-        def __init__(self, level):
-            self.level = level
-
-    class NetworkDefinitionCreationFlag:
-        EXPLICIT_BATCH = 0
-
-    class MemoryPoolType:
-        WORKSPACE = "workspace"
-
-    class BuilderFlag:
-        FP16, INT8 = "fp16", "int8"
-
-    class IInt8EntropyCalibrator2:
-        def __init__(self):
-            pass
-
-    def __init__(self, version, fast_int8=False, pools=True):
-        self.__version__ = version
-        self.log = []
-        trt = self
-
-        class Input:
-            name, shape = "input", [1, 3, 64, 64]
-
-        class Network:
-            num_inputs = 1
-
-            def get_input(self, i):
-                return Input()
-
-        class Parser:
-            num_errors = 0
-
-            def __init__(self, network, logger):
-                pass
-
-            def parse(self, data):
-                trt.log.append(("parse", len(data)))
-                return True
-
-        class Config:
-            def set_flag(self, flag):
-                trt.log.append(("flag", flag))
-
-            def __setattr__(self, name, value):
-                trt.log.append((name, value))
-
-        if pools:
-            Config.set_memory_pool_limit = lambda self, pool, size: trt.log.append(("pool", pool, size))
-
-        class Builder:
-            platform_has_fast_fp16 = True
-            platform_has_fast_int8 = fast_int8
-
-            def __init__(self, logger):
-                pass
-
-            def create_network(self, flags):
-                trt.log.append(("network_flags", flags))
-                return Network()
-
-            def create_builder_config(self):
-                return Config()
-
-            def build_serialized_network(self, network, config):
-                return b"PLAN"
-
-        self.Builder, self.OnnxParser = Builder, Parser
+FakeTensorRT = _stand_in()
 
 
 @pytest.mark.parametrize("version, pools, flags", [("8.2.1.8", False, 1), ("10.3.0", True, 0)])
@@ -195,7 +194,9 @@ def test_api_switch_fp16(monkeypatch, tmp_path, version, pools, flags):
     info = build_engine.build_engine(str(onnx_path), str(tmp_path / "model.engine"), "fp16", 128)
     assert (tmp_path / "model.engine").read_bytes() == b"PLAN"
     assert json.loads((tmp_path / "engine.json").read_text()) == info
-    assert info["tensorrt"] == version and info["precision"] == "fp16" and info["workspace_mib"] == 128
+    assert (
+        info["tensorrt_version"] == version and info["precision"] == "fp16" and info["workspace_mib"] == 128
+    )
     assert info["onnx_sha256"] == hashlib.sha256(b"onnx").hexdigest()
     assert ("network_flags", flags) in fake.log and ("flag", "fp16") in fake.log
     workspace = ("pool", "workspace", 128 << 20) if pools else ("max_workspace_size", 128 << 20)
@@ -208,3 +209,15 @@ def test_int8_on_a_nano_is_an_error_not_fp32(monkeypatch, tmp_path):
     with pytest.raises(build_engine.EdgeposeError, match="no fast INT8"):
         build_engine.build_engine(str(tmp_path / "model.onnx"), str(tmp_path / "model.engine"), "int8")
     assert not (tmp_path / "model.engine").exists()
+
+
+def test_python_builder_reads_the_manifest_settings(monkeypatch, tmp_path, capsys):
+    fake = FakeTensorRT("10.3.0")
+    monkeypatch.setitem(sys.modules, "tensorrt", fake)
+    folder = artifact(tmp_path / "xs", workspace_mib=96, precision="fp32")
+    assert build_engine.main([], model_dir=str(folder)) == 0
+    assert ("pool", "workspace", 96 << 20) in fake.log and ("flag", "fp16") not in fake.log
+    assert json.loads((folder / "engine.json").read_text())["precision"] == "fp32"
+    assert build_engine.main(["--precision", "fp16", "--workspace", "64"], model_dir=str(folder)) == 0
+    assert ("pool", "workspace", 64 << 20) in fake.log and ("flag", "fp16") in fake.log
+    assert "wrote " in capsys.readouterr().out

@@ -7,6 +7,7 @@ import copy
 import csv
 import io
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -15,6 +16,7 @@ import pytest
 
 from edgepose.cli import main, models_cmd
 from edgepose.errors import EdgeposeError
+from edgepose.macs import CONVENTIONS
 from edgepose.models import list_models
 from edgepose.tables import Column, format_table
 
@@ -93,12 +95,75 @@ def test_models_lists_every_registered_variant(capsys) -> None:
     assert code == 0 and {(r["name"], r["dataset"]) for r in rows} == expected
     for r in rows:
         assert r["params"] > 0 and 0 < r["true_macs"] < r["paper_macs"] * 1.05, r["name"]
-        digits = 2 if r["paper_convention"] == "torchstat" else 3
+        digits = CONVENTIONS[r["paper_convention"]].decimals
         assert r["paper_display"].startswith(f"{r['paper_value']:.{digits}f}")
+        if r["published_value"] is not None:  # where edgepose records the printed figure, it is reproduced
+            assert r["paper_value"] == r["published_value"], r["name"]
+        assert ("num_classes" in r) == (r["kind"] == "segmentation") != ("num_joints" in r)
     if "litehrnet-18" in {s.name for s in list_models()}:
         l18 = {(r["dataset"], tuple(r["input_size"])): r for r in rows if r["name"] == "litehrnet-18"}
         assert set(l18) == {("coco", (256, 192)), ("coco", (384, 288)), ("mpii", (256, 256))}
         assert [l18[k]["paper_value"] for k in sorted(l18)] == [205.23, 461.56, 273.43]
+
+
+def test_macs_segmentation_shows_printed_unfitted_and_fit(capsys) -> None:
+    code, out, _ = run_cli(capsys, "macs", "litehrnet-18-seg")
+    assert code == 0 and "litehrnet-18-seg (cityscapes) at 512x1024, batch 1" in out
+    assert "params     1,130,851" in out and "true MACs  2.120 G (2,120,285,312 " in out
+    assert (
+        "paper      1.95 G FLOPs (torchstat rules, /2^30, x0.9097 fitted, Lite-HRNet paper, Cityscapes)"
+        in out
+    )
+    assert "published  1.95 G FLOPs (Lite-HRNet paper, Cityscapes table)" in out
+    assert (
+        "unfitted   2.14 G FLOPs (torchstat rules, /2^30, no fitted factor) (raw count 2,296,315,264)" in out
+    )
+    assert "fitted     x0.9097: fitted to the paper's two printed Cityscapes figures" in out
+    _, out, _ = run_cli(capsys, "macs", "litehrnet-18-seg", "--input", "256x512", "--json")
+    d = json.loads(out)
+    assert d["published_value"] is None and d["output_shapes"] == [
+        [1, 19, 64, 128]
+    ]  # printed at 512x1024 only
+    _, out, _ = run_cli(capsys, "macs", "litehrnet-18-seg", "--convention", "torchstat")
+    assert "2.14 G FLOPs (torchstat rules, /2^30, Lite-HRNet paper)" in out and "published" not in out
+
+
+def test_models_segmentation_rows(capsys, monkeypatch) -> None:
+    rows = [
+        {
+            "name": "litehrnet-18-seg",
+            "family": "litehrnet",
+            "kind": "segmentation",
+            "paper": "Lite-HRNet (CVPR 2021)",
+            "dataset": "cityscapes",
+            "num_classes": 19,
+            "input_size": [512, 1024],
+            "params": 1_130_851,
+            "true_macs": 2_120_285_312,
+            "paper_macs": 2_088_957_965,
+            "paper_rules_macs": 2_296_315_264,
+            "paper_value": 1.95,
+            "paper_unit": "G (binary)",
+            "paper_convention": "torchstat-seg-fit",
+            "paper_display": "1.95 G FLOPs (torchstat rules, /2^30, x0.9097 fitted, Lite-HRNet paper, Cityscapes)",
+            "published_value": 1.95,
+            "published_source": "Lite-HRNet paper, Cityscapes table",
+            "outputs": [{"name": "logits", "role": "logits", "stride": 4, "shape": [1, 19, 128, 256]}],
+        }
+    ]
+    monkeypatch.setattr(models_cmd, "model_rows", lambda family=None: copy.deepcopy(rows))
+    _, text, _ = run_cli(capsys, "models")
+    assert re.search(r"litehrnet-18-seg +litehrnet +segmentation +cityscapes \(19 classes\) +512x1024", text)
+    assert re.search(r"1\.95 G FLOPs \(paper: 1\.95\) +torchstat-seg-fit +logits 1x19x128x256", text)
+    assert "fitted: torchstat-seg-fit carries x0.9097, fitted to the paper's two printed" in text
+    _, out, _ = run_cli(capsys, "models", "--format", "csv")
+    row = next(csv.DictReader(io.StringIO(out)))
+    assert (row["joints"], row["classes"], row["paper printed"], row["paper MACs (raw)"]) == (
+        "",
+        "19",
+        "1.95",
+        "2088957965",
+    )
 
 
 def test_macs_text_and_per_layer(capsys) -> None:

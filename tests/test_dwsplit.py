@@ -10,6 +10,7 @@ import pytest
 import torch
 from torch import nn
 
+from edgepose.device.formats import TFLiteOptions
 from edgepose.errors import EdgeposeError
 from edgepose.export import dwsplit, parity
 from edgepose.export.fold import fold_batchnorm
@@ -117,8 +118,8 @@ def test_none_changes_nothing_and_unknown_layouts_fail_clearly():
     with pytest.raises(ValueError, match="unknown depthwise split layout"):
         dwsplit.split_depthwise(net, "diagonal")
     with pytest.raises(EdgeposeError, match="unknown depthwise_split 'diagonal'"):
-        dwsplit.apply(net, {"depthwise_split": "diagonal"})
-    model, record = dwsplit.apply(net, {})
+        dwsplit.apply(net, TFLiteOptions(depthwise_split="diagonal"))
+    model, record = dwsplit.apply(net, TFLiteOptions())
     assert record["layout"] == dwsplit.DEFAULT_LAYOUT and record["layers"] == 1
 
 

@@ -95,16 +95,16 @@ def test_sample_input_is_the_normalised_photo():
     assert parity.sample_input((64, 48), batch=2).shape[0] == 2
 
 
-def test_compare_figures_and_thresholds():
+def test_gate_figures_and_thresholds():
     rng = np.random.default_rng(0)
     ref = {"heatmaps": rng.random((1, 4, 8, 8), dtype=np.float32)}
-    same = parity.compare(ref, {"heatmaps": ref["heatmaps"].copy()}, {"max_abs_diff": 1e-4})
+    same = parity.gate(ref, {"heatmaps": ref["heatmaps"].copy()}, {"max_abs_diff": 1e-4})
     assert same["passed"] and same["outputs"]["heatmaps"]["sqnr_db"] is None
     assert same["outputs"]["heatmaps"]["peak_agreement"] == 1.0
     moved = ref["heatmaps"].copy()
     moved[0, 0] = np.roll(moved[0, 0], 3)  # joint 0's peak moves
     moved[0, 3] += 0.01
-    result = parity.compare(ref, {"heatmaps": moved}, {"max_abs_diff": 1e-4, "min_peak_agreement": 1.0})
+    result = parity.gate(ref, {"heatmaps": moved}, {"max_abs_diff": 1e-4, "min_peak_agreement": 1.0})
     figures = result["outputs"]["heatmaps"]
     assert not result["passed"] and figures["peak_agreement"] == 0.75
     assert figures["max_abs_diff"] > 0.01 and figures["sqnr_db"] < 60
@@ -113,13 +113,26 @@ def test_compare_figures_and_thresholds():
     )
     # Only the first channel counts as a heatmap: the moved peak is the only one checked.
     assert (
-        parity.compare(ref, {"heatmaps": moved}, {}, {"heatmaps": 1})["outputs"]["heatmaps"]["peak_agreement"]
+        parity.gate(ref, {"heatmaps": moved}, {}, {"heatmaps": 1})["outputs"]["heatmaps"]["peak_agreement"]
         == 0
     )
-    # The fp32 noise floor widens max_abs_diff (2 x floor), nothing else.
-    assert parity.compare(ref, {"heatmaps": moved}, {"max_abs_diff": 1e-4}, floor={"heatmaps": 0.6})["passed"]
+    # The fp32 noise floor widens max_abs_diff (2 x floor by default), nothing else.
+    worst = figures["max_abs_diff"]
+    wide = parity.gate(ref, {"heatmaps": moved}, {"max_abs_diff": 1e-4}, noise={"heatmaps": worst / 2})
+    assert wide["passed"] and wide["outputs"]["heatmaps"]["max_abs_diff_limit"] == pytest.approx(worst)
+    narrow = parity.gate(ref, {"heatmaps": moved}, {"max_abs_diff": 1e-4}, noise={"heatmaps": worst / 2.01})
+    assert not narrow["passed"]
     with pytest.raises(EdgeposeError, match="lacks outputs"):
-        parity.compare(ref, {}, {})
+        parity.gate(ref, {}, {})
+
+
+def test_gate_is_pure_and_returns_its_effective_limits():
+    ref = {"h": np.ones((1, 1, 2, 2), np.float32)}
+    limits = {"max_abs_diff": 1e-4, "noise_factor": 3.0, "noisy_min_sqnr_db": 50.0}
+    kept = dict(limits)
+    verdict = parity.gate(ref, {"h": ref["h"] + 1e-3}, limits, noise={"h": 1e-2})  # noisier than the bar
+    assert verdict["thresholds"] == {"min_sqnr_db": 50.0} and verdict["passed"]  # 60 dB >= 50 dB
+    assert limits == kept  # nothing handed in is rewritten
 
 
 def sha(path):
@@ -146,7 +159,8 @@ def test_folder_and_manifest(exported):
         "crowdpose",
     )
     assert model["num_joints"] == 14 and len(model["joints"]) == 14 and model["joints"][12] == "head"
-    assert model["flip_index"][:2] == [1, 0] and model["params"] == 1_675_552 and model["weights"] is None
+    assert model["flip_index"][:2] == [1, 0] and model["params"] == 1_675_552
+    assert model["weights"]["kind"] == "random" and model["weights"]["seed"] == 0
     assert m["input"] == {
         "name": "input",
         "shape": [1, 3, 64, 64],
@@ -254,7 +268,7 @@ def test_weights_are_loaded_and_recorded(tmp_path):
     torch.save(copy.deepcopy(model.state_dict()), ckpt)
     out = export_model("litepose-xs", "onnx", input_size=SIZE, weights=ckpt, out=tmp_path / "w")
     m = json.loads((out / "manifest.json").read_text())
-    assert m["model"]["weights"] == {"file": "xs.pth", "sha256": sha(ckpt)}
+    assert m["model"]["weights"] == {"kind": "file", "file": "xs.pth", "sha256": sha(ckpt)}
     x = parity.sample_input((64, 64))
     with torch.no_grad():
         expected = model(torch.from_numpy(x))[1].numpy()

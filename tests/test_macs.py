@@ -251,6 +251,36 @@ def test_scale_and_display() -> None:
     assert torchstat.scale(215_202_112) == (205.23, "M (binary)")
     assert torchstat.display(3 * 2**30) == "3.00 G FLOPs (torchstat rules, /2^30, Lite-HRNet paper)"
     assert ptflops.scale(12) == (12, "")
+    assert (torchstat.units(3 * 2**30), ptflops.units(1_202_266_112)) == ("G FLOPs", "G MACs")
+
+
+def test_fitted_convention_labels_its_factor() -> None:
+    fit = CONVENTIONS["torchstat-seg-fit"]
+    assert fit.fitted and fit.factor == 0.9097 and "docs/segmentation.md" in fit.fit_note
+    assert fit.display(2 * 2**30) == (
+        "2.00 G FLOPs (torchstat rules, /2^30, x0.9097 fitted, Lite-HRNet paper, Cityscapes)"
+    )
+    assert (
+        fit.display(2 * 2**30, with_factor=False) == "2.00 G FLOPs (torchstat rules, /2^30, no fitted factor)"
+    )
+    assert "x0.9097 fitted" in fit.note
+    assert not any(c.fitted for name, c in CONVENTIONS.items() if name != "torchstat-seg-fit")
+
+
+def test_fitted_factor_scales_every_layer_and_keeps_the_rules_count() -> None:
+    plain = count_macs(Toy(), (16, 16), "torchstat")
+    fitted = count_macs(Toy(), (16, 16), "torchstat-seg-fit")
+    assert fitted.paper_rules_macs == plain.paper_rules_macs == plain.paper_macs
+    assert fitted.true_macs == plain.true_macs
+    assert [x.paper_macs for x in fitted.layers] == [round(x.paper_macs * 0.9097) for x in plain.layers]
+    assert fitted.paper_macs == sum(x.paper_macs for x in fitted.layers)
+    assert fitted.published_value is None  # a model without a spec has no printed figure
+
+
+def test_cli_names_every_convention() -> None:
+    from edgepose.cli.macs_cmd import SHOW
+
+    assert set(SHOW) == {"true", "paper", "both", *CONVENTIONS}
 
 
 # --- no side effects, fallback, errors ------------------------------------------------------------------

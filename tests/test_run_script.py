@@ -67,11 +67,17 @@ def test_video_to_annotated_video_and_json_lines(bottomup, clip, tmp_path):
     proc = run_py(bottomup, "--source", clip, "--out", out, "--json", poses, "--flip")
     assert proc.returncode == 0, proc.stderr
     assert "5 frame(s) with onnxruntime" in proc.stdout
+    # Random weights are said once; the one FPS figure says what it covers, the same everywhere.
+    assert proc.stderr.count("was exported with random weights: the poses it finds are meaningless") == 1
+    summary_fps = float(proc.stdout.split("per frame; ")[1].split(" FPS (pre+model+post)")[0])
     assert count_frames(out) == 5
     lines = [json.loads(line) for line in poses.read_text().splitlines()]
     assert [rec["frame"] for rec in lines] == [0, 1, 2, 3, 4]
+    mean_ms = sum(sum(rec["timings_ms"].values()) for rec in lines) / len(lines)
+    assert summary_fps == pytest.approx(1000.0 / mean_ms, rel=0.01, abs=0.06)
     for rec in lines:
-        assert set(rec["timings_ms"]) == {"pre", "model", "post"} and rec["fps"] > 0
+        assert set(rec["timings_ms"]) == {"pre", "model", "post"} and rec["fps_covers"] == "pre+model+post"
+        assert rec["fps"] == pytest.approx(1000.0 / sum(rec["timings_ms"].values()), rel=1e-3, abs=0.01)
         for person in rec["people"]:
             assert len(person["keypoints"]) == 14 and all(len(k) == 3 for k in person["keypoints"])
             xs = [k[0] for k in person["keypoints"] if k[2] > 0]
@@ -134,7 +140,7 @@ def test_bad_inputs_fail_with_one_line(bottomup, clip, tmp_path, capsys):
     def fails(text, *args, folder=bottomup):
         assert device_main([str(a) for a in args], model_dir=str(folder)) == 2
         err = capsys.readouterr().err
-        ours = [line for line in err.splitlines() if line.startswith("run.py")]
+        ours = [line for line in err.splitlines() if line.startswith("run.py: error")]
         assert len(ours) == 1 and text in ours[0], err
 
     fails("source not found", "--source", tmp_path / "missing.mp4")
@@ -155,7 +161,7 @@ def test_bad_inputs_fail_with_one_line(bottomup, clip, tmp_path, capsys):
         fh.seek(100)
         fh.write(b"\x01\x02")
     fails("does not match its manifest", "--source", clip, folder=copy)
-    fails("has no model.tflite", "--source", clip, "--backend", "tflite")
+    fails("backend 'tflite' cannot run this onnx artifact", "--source", clip, "--backend", "tflite")
 
 
 def _write(path, text):
@@ -180,3 +186,23 @@ def test_run_py_reports_a_missing_runtime_in_one_line(bottomup, clip, tmp_path):
         timeout=120,
     )
     _one_line_error(blocked, "onnxruntime is not installed")
+
+
+@pytest.mark.parametrize("width", [160, 640, 1920])
+def test_the_overlay_text_sits_inside_its_box(width):
+    """The label box is measured by OpenCV at the thickness the text is drawn with (OpenCV 4 and 5 alike)."""
+    from edgepose.device.draw import draw_timings
+
+    frame = np.full((max(120, width // 2), width, 3), 255, np.uint8)
+    draw_timings(
+        frame, {"pre": 1.0, "model": 22.5, "post": 3.25}, 37.2, "RANDOM WEIGHTS: poses are meaningless"
+    )
+    dark = np.argwhere(frame.max(axis=2) == 0)  # the box
+    (y0, _), (y1, x1) = dark.min(axis=0), dark.max(axis=0)
+    text = np.argwhere((frame.min(axis=2) > 200) & (np.arange(frame.shape[1])[None, :] <= x1))
+    inside = text[(text[:, 0] >= y0) & (text[:, 0] <= y1)]
+    assert len(inside) > 50  # white text drawn on the box
+    assert x1 < width and y1 < frame.shape[0]
+    # no white text pixel leaks out of the box's right edge on its rows
+    row_band = frame[y0 : y1 + 1, x1 + 1 : x1 + 40]
+    assert row_band.size == 0 or row_band.min() > 200

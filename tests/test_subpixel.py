@@ -6,8 +6,10 @@ import pytest
 import torch
 from torch import nn
 
+from edgepose.device.formats import TFLiteOptions
 from edgepose.errors import EdgeposeError
 from edgepose.export import parity, subpixel
+from edgepose.export.recipe import parse_recipe
 from edgepose.export.fold import fold_batchnorm
 from edgepose.models import build_model
 
@@ -50,11 +52,13 @@ def test_other_transposed_convs_are_left_alone():
 
 def test_recipe_option():
     net = nn.Sequential(nn.ConvTranspose2d(4, 4, 4, 2, 1))
-    assert subpixel.apply(net, {})[1] == {"layers": 1, "skipped": {}, "enabled": True}
-    same, record = subpixel.apply(net, {"subpixel_deconv": False})
+    assert subpixel.apply(net, TFLiteOptions())[1] == {"layers": 1, "skipped": {}, "enabled": True}
+    same, record = subpixel.apply(net, TFLiteOptions(subpixel_deconv=False))
     assert same is net and record["enabled"] is False and record["layers"] == 0
-    with pytest.raises(EdgeposeError, match="subpixel_deconv"):
-        subpixel.apply(net, {"subpixel_deconv": "yes"})
+    recipe = {"format": "tflite", "tflite": {"subpixel_deconv": False, "depthwise_split": "columns"}}
+    assert parse_recipe(recipe).options[-2:] == ("columns", False)
+    with pytest.raises(EdgeposeError, match="subpixel_deconv must be a bool"):
+        parse_recipe({"format": "tflite", "tflite": {"subpixel_deconv": "yes"}})
 
 
 def test_litepose_deconvs_rewritten_and_outputs_unchanged():

@@ -13,7 +13,7 @@ from edgepose.errors import EdgeposeError
 from edgepose.export import trt_ops
 from edgepose.export.pipeline import export_model
 from edgepose.export.recipe import load_recipe, resolve
-from edgepose.export.tensorrt import trtexec_args, trtexec_script
+from edgepose.export.tensorrt import engine_settings
 
 
 def graph(op, opset=13, domain="", inputs=2, attrs=None, shape=(1, 3, 8, 8)):
@@ -83,23 +83,16 @@ def job(precision="fp16", dynamic=False):
     return types.SimpleNamespace(input_size=(256, 192), precision=precision, recipe=recipe)
 
 
-def test_trtexec_command_lines():
-    assert trtexec_args(job(), 256, None) == [
-        "--onnx=model.onnx",
-        "--saveEngine=model.engine",
-        "--workspace=256",
-        "--fp16",
-    ]
-    assert "--fp16" not in trtexec_args(job("fp32"), 256, None)
-    assert trtexec_args(job("int8"), 128, "calib.cache")[-2:] == ["--int8", "--calib=calib.cache"]
-    shapes = trtexec_args(job(dynamic=True), 256, None)[-3:]
-    assert shapes == [
-        "--minShapes=input:1x3x256x192",
-        "--optShapes=input:1x3x256x192",
-        "--maxShapes=input:4x3x256x192",
-    ]
-    script = trtexec_script("/usr/src/tensorrt/bin/trtexec", trtexec_args(job(), 256, None))
-    assert script.startswith("#!/bin/sh\n") and '"$TRTEXEC" --onnx=model.onnx' in script and '"$@"' in script
+def test_engine_settings_are_resolved_once_from_the_recipe():
+    settings = engine_settings(job(), None)
+    assert settings == {
+        "builder": "python", "precision": "fp16", "workspace_mib": 256, "tensorrt_version": "8.2", "shapes": None,
+        "calibration": None, "trtexec": "/usr/src/tensorrt/bin/trtexec", "source": "model.onnx",
+        "engine": "model.engine",
+    }  # fmt: skip
+    dynamic = engine_settings(job(dynamic=True), None)["shapes"]
+    assert dynamic == {"min": [1, 3, 256, 192], "opt": [1, 3, 256, 192], "max": [4, 3, 256, 192]}
+    assert engine_settings(job("int8"), "calib.cache")["calibration"] == "calib.cache"
 
 
 @pytest.fixture(scope="module")
@@ -112,10 +105,11 @@ def jetson(tmp_path_factory):
 def test_jetson_folder(jetson):
     m = json.loads((jetson / "manifest.json").read_text())
     assert (m["format"], m["precision"], m["target"]) == ("tensorrt", "fp16", "jetson")
-    assert m["runtime"]["backend"] == "tensorrt" and m["runtime"]["engine"] == "model.engine"
-    trt = m["export"]["tensorrt"]
-    assert trt["parser"] == "8.2" and trt["lint"] == "passed" and trt["engine"] is None
-    assert trt["trtexec"] == "trtexec --onnx=model.onnx --saveEngine=model.engine --workspace=256 --fp16"
+    assert m["runtime"] == {"backend": "tensorrt"} and m["engine"]["engine"] == "model.engine"
+    assert m["engine"]["precision"] == "fp16" and m["engine"]["workspace_mib"] == 256  # recorded once
+    assert "workspace_mib" not in json.dumps(m["export"])
+    trt = m["export"]["engine_build"]
+    assert trt["parser"] == "8.2" and trt["lint"] == "passed" and trt["built_here"] is None
     assert m["export"]["opset"] == 13 and m["parity"]["passed"] and not m["export"]["dynamic_batch"]
     assert {
         "model.onnx",
@@ -129,6 +123,7 @@ def test_jetson_folder(jetson):
     assert [d.dim_value for d in model.graph.input[0].type.tensor_type.shape.dim] == [1, 3, 64, 64]
     assert "edgepose_device.build_engine import main" in (jetson / "build_engine.py").read_text()
     assert (jetson / "trtexec.sh").stat().st_mode & 0o111
+    assert "build_engine.py --builder trtexec" in (jetson / "trtexec.sh").read_text()  # one build path
 
 
 def test_jetson_int8_without_calibration_is_refused(tmp_path, capsys):
@@ -150,8 +145,10 @@ def test_build_without_tensorrt_is_a_clear_error(tmp_path, capsys):
 def test_lint_rejects_a_model_exported_past_opset_13(tmp_path):
     """A user recipe asking the jetson format for opset 17 fails at the lint, naming the opset."""
     recipe = tmp_path / "nano17.toml"
-    shipped = open(load_recipe("jetson").source).read()
-    recipe.write_text(shipped.replace("opset = 13", "opset = 17"))
+    from edgepose import shipped
+
+    text = shipped.locate("recipes", "jetson")[0].read_text()
+    recipe.write_text(text.replace("opset = 13", "opset = 17"))
     with pytest.raises(EdgeposeError, match=r"opset 17 \(TensorRT 8.2 parses ONNX up to opset 13\)"):
         export_model("litepose-xs", recipe, input_size="64x64", out=tmp_path / "o")
     assert not (tmp_path / "o").exists()
@@ -187,7 +184,12 @@ def test_int8_calibration_is_staged(tmp_path):
     def fake_job(calib, precision="int8"):
         spec = types.SimpleNamespace(kind="bottom-up")
         return types.SimpleNamespace(
-            precision=precision, calib=calib, stage=stage, input_size=(32, 32), spec=spec
+            precision=precision,
+            calib=calib,
+            stage=stage,
+            input_size=(32, 32),
+            spec=spec,
+            recipe=types.SimpleNamespace(calib_max_images=200),
         )
 
     assert stage_calibration(fake_job(images, precision="fp16")) is None

@@ -1,16 +1,32 @@
 """Checkpoint loading: every accepted layout round-trips, mismatches and unsafe files are refused."""
 
 import collections
+import functools
+import os
 
 import pytest
 import torch
 
 from edgepose.errors import EdgeposeError
 from edgepose.models import build_model, load_weights
+from edgepose.models.weights import pickled_code
 
 
 class NotATensor:  # pickled into a checkpoint to make weights_only=True refuse it
     pass
+
+
+class RunsACommand:  # what a malicious checkpoint carries: unpickling it would run a shell command
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+class CallsEval:
+    def __reduce__(self):
+        return (eval, ("1 + 1",))
 
 
 @pytest.fixture(scope="module")
@@ -34,6 +50,18 @@ def _layouts(state):
         "best_state_dict-wrapper": {"best_state_dict": state, "perf": 0.5},
         # dist_train.py checkpoint.pth.tar: DDP state_dict with `module.` plus training state.
         "dist_train-checkpoint": {"epoch": 3, "model": "pose_mobilenet", "state_dict": module, "perf": 0.1},
+        "model-wrapper": {"model": state, "epoch": 7},
+        # The PyTorch tutorial's training checkpoint: the optimizer's state sits beside the model's.
+        "model_state_dict-wrapper": {
+            "epoch": 2,
+            "model_state_dict": state,
+            "optimizer_state_dict": {"state": {}, "param_groups": [{"lr": 0.1, "params": [0, 1]}]},
+            "loss": 0.25,
+        },
+        # mmcv's save_checkpoint (Lite-HRNet, mmpose): meta + state_dict (+ optimizer).
+        "mmcv-checkpoint": {"meta": {"epoch": 210, "mmcv_version": "1.3.8"}, "state_dict": state},
+        # Wrappers nest: a {"model": ...} whose value is itself a DDP {"state_dict": ...}.
+        "nested-wrappers": {"model": {"state_dict": module}},
     }
 
 
@@ -67,15 +95,104 @@ def test_mismatch_lists_missing_unexpected_and_wrong_shapes(trained, tmp_path):
 def test_coco_checkpoint_into_crowdpose_model_is_a_shape_error(tmp_path):
     path = tmp_path / "coco.pth"
     torch.save(build_model("litepose-xs", dataset="coco").state_dict(), path)
-    with pytest.raises(EdgeposeError, match="wrongly shaped: final_refined.0.conv.3.weight"):
+    with pytest.raises(EdgeposeError, match="wrongly shaped: final_refined.0.conv.3.weight") as err:
         load_weights(build_model("litepose-xs", dataset="crowdpose"), path)
+    # ... and names the released checkpoints that do fit
+    assert str(err.value).endswith("; released weights for litepose-xs (crowdpose): litepose-xs-crowdpose")
 
 
-def test_checkpoint_needing_pickled_code_is_refused(trained, tmp_path):
+def test_mismatch_names_released_weights_of_the_model(tmp_path):
+    path = tmp_path / "xs.pth"
+    torch.save(build_model("litepose-xs").state_dict(), path)
+    with pytest.raises(EdgeposeError) as err:
+        load_weights(build_model("litepose-s", dataset="coco"), path)
+    assert str(err.value).endswith("; released weights for litepose-s (coco): litepose-s-coco")
+    with pytest.raises(EdgeposeError) as err:
+        load_weights(build_model("higherhrnet-w16"), path)
+    assert str(err.value).endswith("; no released weights fit higherhrnet-w16")
+
+
+@pytest.mark.parametrize(
+    "payload, named",
+    [
+        (lambda marker: NotATensor(), "test_weights.NotATensor"),
+        (lambda marker: RunsACommand(marker), "system"),  # torch 2.13: "module posix is blocked"
+        (lambda marker: CallsEval(), "eval"),
+        (lambda marker: functools.partial(print, "hi"), "functools.partial"),
+    ],
+    ids=["class-instance", "os.system", "builtins.eval", "functools.partial"],
+)
+def test_checkpoint_needing_pickled_code_is_refused_with_advice(trained, tmp_path, payload, named):
+    marker = tmp_path / "executed"
     path = tmp_path / "unsafe.pth"
-    torch.save({"state_dict": trained.state_dict(), "config": NotATensor()}, path)
-    with pytest.raises(EdgeposeError, match="refusing .*arbitrary pickled code"):
+    torch.save({"state_dict": trained.state_dict(), "config": payload(marker)}, path)
+    with pytest.raises(EdgeposeError) as err:
         load_weights(build_model("litepose-xs"), path)
+    msg = str(err.value)
+    assert msg.startswith(f"refusing {path}: it needs arbitrary pickled code to load (")
+    assert named in msg.split("(", 1)[1].split(")", 1)[0]
+    assert "Re-save it as a plain state_dict of tensors" in msg
+    assert "not a valid torch checkpoint" not in msg
+    assert "\n" not in msg
+    assert not marker.exists()  # nothing ran
+
+
+@pytest.mark.parametrize(
+    "message, expected",
+    [
+        # torch 2.6-2.13, a global that is not allow-listed
+        (
+            "Weights only load failed. ... WeightsUnpickler error: Unsupported global: GLOBAL "
+            "argparse.Namespace was not an allowed global by default. Please use "
+            "`torch.serialization.add_safe_globals([argparse.Namespace])` or the ...",
+            "argparse.Namespace",
+        ),
+        # torch 2.4/2.5 wording (short name in the advice)
+        (
+            "Unsupported global: GLOBAL numpy.core.multiarray.scalar was not an allowed global by "
+            "default. Please use `torch.serialization.add_safe_globals([scalar])` to allowlist this global",
+            "numpy.core.multiarray.scalar",
+        ),
+        # torch 2.6+: os / sys / posix / nt are blocked outright
+        (
+            "Weights only load failed. In PyTorch 2.6, ...\n\n\nTrying to load unsupported GLOBAL "
+            "posix.system whose module posix is blocked.\n\nCheck the documentation",
+            "posix.system",
+        ),
+        ("Can only build Tensor, Parameter, OrderedDict or types allowlisted via `add_safe_globals`", ""),
+        ("Trying to call reduce for unrecognized function <built-in function exec>", ""),
+        # corrupt files: no code involved
+        ("Weights only load failed. ... WeightsUnpickler error: \n\nUnsupported operand 100\n\n", None),
+        ("invalid load key, 'd'.", None),
+    ],
+)
+def test_pickled_code_reads_each_torch_wording(message, expected):
+    assert pickled_code(message) == expected
+
+
+def test_mmpose_bottom_up_prefixes_are_stripped(tmp_path):
+    """mmpose wraps the official HigherHRNet names in backbone. / keypoint_head.; they load once stripped."""
+    torch.manual_seed(1)
+    source = build_model("higherhrnet-w16", dataset="coco")
+    head = ("final_layers.", "deconv_layers.")
+    state = {
+        ("keypoint_head." if k.startswith(head) else "backbone.") + k: v
+        for k, v in source.state_dict().items()
+    }
+    path = tmp_path / "higher_hrnet16_mmpose.pth"
+    torch.save({"meta": {"epoch": 300}, "state_dict": state}, path)
+    loaded = load_weights(build_model("higherhrnet-w16", dataset="coco"), path).state_dict()
+    for key, value in source.state_dict().items():
+        torch.testing.assert_close(loaded[key], value, rtol=0, atol=0)
+
+
+def test_lite_hrnet_keeps_its_own_backbone_prefix(tmp_path):
+    """Lite-HRNet's own keys start with backbone.: nothing is stripped, a bare backbone is a mismatch."""
+    state = build_model("litehrnet-18").state_dict()
+    path = tmp_path / "stripped.pth"
+    torch.save({k.split(".", 1)[1]: v for k, v in state.items()}, path)
+    with pytest.raises(EdgeposeError, match="checkpoint does not fit litehrnet-18: .* missing: backbone"):
+        load_weights(build_model("litehrnet-18"), path)
 
 
 def test_missing_and_garbage_files(tmp_path):

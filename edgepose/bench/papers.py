@@ -2,19 +2,12 @@
 
 from __future__ import annotations
 
-import difflib
 from dataclasses import dataclass, field
-from pathlib import Path
 
-from edgepose.bench.profiles import read_toml
+from edgepose import shipped
 from edgepose.errors import EdgeposeError
 
 MACS_UNITS = {"G": 1e9, "M": 1e6, "Mi": float(2**20)}
-
-
-def papers_dir() -> Path:
-    """The repository's ``benchmarks/papers/`` folder."""
-    return Path(__file__).resolve().parents[2] / "benchmarks" / "papers"
 
 
 @dataclass(frozen=True)
@@ -81,7 +74,8 @@ class Paper:
 
 
 def list_papers() -> list[str]:
-    return sorted(p.stem for p in papers_dir().glob("*.toml"))
+    """Names of the shipped paper tables (``benchmarks/papers/*.toml``)."""
+    return shipped.names("papers")
 
 
 def _row(raw: dict, where: str) -> Row:
@@ -104,15 +98,8 @@ def _row(raw: dict, where: str) -> Row:
 
 def load_paper(name_or_path: str) -> Paper:
     """Read ``benchmarks/papers/<name>.toml`` (or a path) and check its structure."""
-    path = Path(name_or_path)
-    if path.suffix != ".toml":
-        path = papers_dir() / f"{name_or_path}.toml"
-    if not path.is_file():
-        known = list_papers()
-        close = difflib.get_close_matches(str(name_or_path), known, n=1)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
-        raise EdgeposeError(f"unknown paper {name_or_path!r}{hint}; known papers: {', '.join(known)}")
-    data = read_toml(path)
+    file = shipped.read("papers", name_or_path)
+    data, path = file.data, file.label
     meta = data.get("paper", {})
     unit = meta.get("macs_unit", "G")
     if unit not in MACS_UNITS:
@@ -144,7 +131,7 @@ def load_paper(name_or_path: str) -> Paper:
             )
         tables.append(table)
     return Paper(
-        id=meta.get("id", path.stem), title=meta.get("title", ""), venue=meta.get("venue", ""),
+        id=meta.get("id", file.name), title=meta.get("title", ""), venue=meta.get("venue", ""),
         source=meta.get("source", ""), mac_convention=meta.get("mac_convention", ""), macs_unit=unit,
         protocol=" ".join(meta.get("protocol", "").split()), columns=columns, tables=tuple(tables),
     )  # fmt: skip

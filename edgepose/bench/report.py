@@ -15,7 +15,7 @@ from functools import cache
 from typing import Any
 
 from edgepose.bench.papers import MACS_UNITS, Paper, Row, Table
-from edgepose.bench.papers import Column as PaperColumn
+from edgepose.bench.records import agreement_cell
 from edgepose.tables import Column, format_table
 
 NATIVE_TOOLS = ("trtexec", "benchmark_model")
@@ -29,13 +29,16 @@ class MeasuredColumn:
     device: str
     on_device: bool
     cpu: str
-    paper_key: str | None  # the paper column this reproduces (on-device records of its profile only)
+    paper_key: str | None  # the paper column this reproduces (on-device, not emulated, records only)
+    emulated: str | None = None  # e.g. "qemu-aarch64": the device's software, not its latency
 
     @property
     def label(self) -> str:
         cpu = short_cpu(self.cpu)
         if self.device == "host":
             return f"host ({cpu})"
+        if self.emulated:
+            return f"{self.device} emulated ({self.emulated} on {cpu})"
         if self.on_device:
             return self.device
         return f"{self.device} profile on {cpu}"
@@ -61,8 +64,11 @@ class ReportTable:
 def _column_of(rec: dict[str, Any], paper: Paper) -> MeasuredColumn:
     device = rec.get("device") or "?"
     on_device = bool(rec.get("on_device"))
-    paper_key = next((c.key for c in paper.columns if on_device and c.device == device), None)
-    return MeasuredColumn(device, on_device, (rec.get("host") or {}).get("cpu") or "?", paper_key)
+    host = rec.get("host") or {}
+    emulated = host.get("emulated") or None
+    real = on_device and not emulated  # an emulated device's latency is never the device's
+    paper_key = next((c.key for c in paper.columns if real and c.device == device), None)
+    return MeasuredColumn(device, on_device, host.get("cpu") or "?", paper_key, emulated)
 
 
 def _matches(rec: dict[str, Any], row: Row) -> bool:
@@ -152,6 +158,8 @@ def _column_note(col: MeasuredColumn, recs: list[dict[str, Any]]) -> str:
     r = max(recs, key=lambda x: str(x.get("date", "")))
     if col.device == "host":
         where = "on this machine"
+    elif col.emulated:
+        where = f"under emulation ({col.emulated}): the device's software stack, NOT its latency"
     elif col.on_device:
         where = "on the device"
     else:
@@ -169,6 +177,25 @@ def _column_note(col: MeasuredColumn, recs: list[dict[str, Any]]) -> str:
     )
 
 
+def _agreement_note(records: list[dict[str, Any]]) -> str:
+    """What the agreement column measures, on which photos, and whether the weights were random."""
+    shown = [r["agreement"] for r in records if r.get("agreement") and "ap" in r["agreement"]]
+    photos = sorted({a.get("photos", "?") for a in shown})
+    random = any(str(a.get("weights", "")).startswith("random") for a in shown)
+    return (
+        "agree AP: COCO keypoint AP of the artifact's poses against its own PyTorch model's (same weights, "
+        f"same decoding) on {'; '.join(photos) or 'the bundled photos'}, run on this machine; the export's "
+        "fidelity, not the model's accuracy (docs/accuracy.md)"
+        + (
+            "; random weights: the poses are noise and near-ties in their decoding go either way (below 1 "
+            "even for an exact fp32 export), so the column says nothing about accuracy"
+            if random
+            else ""
+        )
+        + "."
+    )
+
+
 def build_table(
     paper: Paper, table: Table, records: list[dict[str, Any]], count_macs: bool = True
 ) -> ReportTable:
@@ -180,10 +207,16 @@ def build_table(
     if any(r.params_m is not None for r in table.rows):
         header.append("Params M (paper)")
     header += ["Params M", f"MACs {unit} (paper)", f"MACs {unit} (paper conv.)", "MACs G (true)"]
+    # Agreement AP (edgepose bench --agree) gets a column next to the latency of each place that has it.
+    agreeing = {_column_of(r, paper) for r in records if r.get("timed") == "model" and r.get("agreement")}
     for c in paper.columns:  # "paper / measured" in one cell keeps the table readable
         header += [f"{c.label} ms (paper / measured)", f"{c.label} × (paper / measured)"]
+        if by_paper.get(c.key) in agreeing:
+            header.append(f"{c.label} agree AP")
     for col in extra:
-        header += [f"{col.label} ms", f"{col.label} ×"]
+        header += [f"{col.label} ms", f"{col.label} ×"] + (
+            [f"{col.label} agree AP"] if col in agreeing else []
+        )
 
     base = table.baseline_row()
     base_measured = {}
@@ -218,9 +251,13 @@ def build_table(
                 f"{_ms(row.latency_ms.get(c.key))} / {_ms(measured)}",
                 f"{_ratio(paper_base, row.latency_ms.get(c.key))} / {measured_ratio}",
             ]
+            if col in agreeing:
+                cells.append(agreement_cell((picked.get(col) or {}).get("agreement")) or DASH)
         for col in extra:
             measured = _latency(picked[col])
             cells += [_ms(measured), _ratio(base_measured.get(col), measured)]
+            if col in agreeing:
+                cells.append(agreement_cell((picked[col] or {}).get("agreement")) or DASH)
         rows.append(cells)
 
     notes = [f"Source: {paper.source}.", f"Published MACs convention: {paper.mac_convention}.",
@@ -235,6 +272,8 @@ def build_table(
     for c in paper.columns:
         notes.append(f"{c.label} (paper): {c.hardware}; runtime {c.runtime}.")
     notes += [_column_note(col, recs) for col, recs in used.items()]
+    if agreeing:
+        notes.append(_agreement_note(records))
     return ReportTable(f"{paper.title} ({paper.venue}): {table.title}", header, rows, notes)
 
 
@@ -275,48 +314,83 @@ def to_latex(t: ReportTable) -> str:
 RENDERERS = {"md": to_markdown, "csv": to_csv, "latex": to_latex}
 
 
+@dataclass(frozen=True)
+class Series:
+    """Points of one kind in a plot panel: published, measured on the device, or measured elsewhere."""
+
+    label: str
+    marker: str
+    color: str
+    points: tuple[tuple[float, float, str], ...]  # (latency ms, accuracy, row label)
+
+
+def plot_panels(
+    paper: Paper, tables: list[Table], records: list[dict[str, Any]]
+) -> list[tuple[str, list[Series]]]:
+    """What :func:`plot_latency` draws: per device column of the paper, its published points and every
+    measured point of that device on the same axes (on the device; host-run and emulated in their own
+    markers); then one panel per other place records were measured (e.g. this host)."""
+    rows = [row for table in tables for row in table.rows if row.metric is not None]
+    columns = measured_columns(records, paper)
+
+    def measured(col: MeasuredColumn) -> tuple[tuple[float, float, str], ...]:
+        found = ((pick(records, row, col, paper), row) for row in rows)
+        return tuple((_latency(rec), row.metric, row.label) for rec, row in found if rec and _latency(rec))
+
+    def kind(col: MeasuredColumn) -> tuple[str, str, str]:
+        if col.paper_key:
+            return f"measured on {col.device}", "^", "C3"
+        if col.emulated:
+            return col.label, "x", "C2"
+        return f"host-run: {col.label}", "D", "C1"
+
+    panels, placed = [], set()
+    for c in paper.columns:
+        published = tuple(
+            (row.latency_ms[c.key], row.metric, row.label) for row in rows if c.key in row.latency_ms
+        )
+        series = [Series(f"published ({c.runtime or c.hardware or c.label})", "o", "C0", published)]
+        for col in columns:
+            if col.device == c.device:
+                placed.add(col)
+                series.append(Series(*kind(col), measured(col)))
+        panels.append((c.label, [s for s in series if s.points]))
+    for col in columns:
+        if col not in placed:
+            panels.append((col.label, [Series(*kind(col), measured(col))]))
+    return [(title, series) for title, series in panels if series] or [("no latency", [])]
+
+
 def plot_latency(paper: Paper, tables: list[Table], records: list[dict[str, Any]]) -> bytes:
-    """PNG bytes: accuracy vs latency, one panel per device column (published ○, measured ▲, same accuracy)."""
+    """PNG bytes of :func:`plot_panels`: accuracy vs latency, one panel per device column."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import matplotlib.ticker
 
-    panels: list[tuple[str, PaperColumn | None, MeasuredColumn | None]] = []
-    by_paper = {c.paper_key: c for c in measured_columns(records, paper) if c.paper_key}
-    for c in paper.columns:
-        panels.append((c.label, c, by_paper.get(c.key)))
-    for col in measured_columns(records, paper):
-        if col.paper_key is None:
-            panels.append((col.label, None, col))
-    panels = panels or [("no latency", None, None)]
+    panels = plot_panels(paper, tables, records)
     ncols = min(3, len(panels))
     nrows = -(-len(panels) // ncols)
     fig, axes = plt.subplots(nrows, ncols, figsize=(5 * ncols, 4 * nrows), squeeze=False)
     for ax in axes.flat[len(panels) :]:
         ax.set_visible(False)
-    for ax, (title, pcol, mcol) in zip(axes.flat, panels):
-        for table in tables:
-            for row in table.rows:
-                if row.metric is None:
-                    continue
-                if pcol and pcol.key in row.latency_ms:
-                    ax.scatter(
-                        row.latency_ms[pcol.key], row.metric, marker="o", facecolors="none", edgecolors="C0"
-                    )
-                    ax.annotate(row.label, (row.latency_ms[pcol.key], row.metric), fontsize=6)
-                rec = pick(records, row, mcol, paper) if mcol else None
-                if rec:
-                    ax.scatter(_latency(rec), row.metric, marker="^", color="C3")
-                    ax.annotate(row.label, (_latency(rec), row.metric), fontsize=6, color="C3")
+    for ax, (title, series) in zip(axes.flat, panels):
+        for s in series:
+            xs, ys, labels = zip(*s.points)
+            filled = {"facecolors": "none", "edgecolors": s.color} if s.marker == "o" else {"color": s.color}
+            ax.scatter(xs, ys, marker=s.marker, label=s.label, **filled)
+            for x, y, text in s.points:
+                ax.annotate(text, (x, y), fontsize=6, color=s.color)
         ax.set_title(title, fontsize=9)
         ax.set_xlabel("latency (ms, median)")
         ax.set_xscale("log")
         ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
         ax.set_ylabel(tables[0].metric if tables else "accuracy")
         ax.grid(True, alpha=0.3)
-    fig.suptitle(f"{paper.title}: published (○) vs measured (▲, published accuracy)", fontsize=9)
+        if series:
+            ax.legend(fontsize=6, loc="lower right")
+    fig.suptitle(f"{paper.title}: published vs measured latency (accuracy as published)", fontsize=9)
     fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=120)

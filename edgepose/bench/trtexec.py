@@ -1,4 +1,4 @@
-"""TensorRT's ``trtexec``: the command line that builds and times an engine, and a parser for its output.
+"""TensorRT's ``trtexec``: a parser for its output (the command lines live with the device's engine builder).
 
 The parser reads the TRT 8.x / 10.x ``=== Performance summary ===`` lines (``GPU Compute Time: min = ...
 ms, ..., median = ..., percentile(99%) = ...``), the TRT 7.x multi-line blocks, and the version banner.
@@ -110,48 +110,3 @@ def trtexec_stats(parsed: dict[str, Any]) -> dict[str, float | None]:
         "std_ms": None,  # trtexec prints no standard deviation
         "p99_ms": section.get("p99_ms"),
     }
-
-
-def _major_minor(version: str) -> tuple[int, int]:
-    try:
-        parts = [int(p) for p in version.split(".")[:2]]
-    except ValueError:
-        raise EdgeposeError(f"bad TensorRT version {version!r}: expected e.g. 8.2 or 10.3") from None
-    return parts[0], parts[1] if len(parts) > 1 else 0
-
-
-def trtexec_command(
-    onnx: str,
-    *,
-    engine: str | None = None,
-    precision: str = "fp32",
-    workspace_mib: int | None = None,
-    tensorrt_version: str = "8.2",
-    iterations: int = 100,
-    warmup_ms: int = 500,
-    duration_s: float = 0,
-    trtexec: str = "trtexec",
-) -> list[str]:
-    """The trtexec command line that builds an engine from ``onnx`` (saving it) and times it.
-
-    The workspace flag changed in TRT 8.4 (``--workspace=N`` became ``--memPoolSize=workspace:N``), so the
-    target's TensorRT version picks the spelling. INT8 without calibration data is timing-only in trtexec.
-    """
-    major, minor = _major_minor(tensorrt_version)
-    cmd = [trtexec, f"--onnx={onnx}"]
-    if engine:
-        cmd.append(f"--saveEngine={engine}")
-    if precision == "fp16":
-        cmd.append("--fp16")
-    elif precision == "int8":
-        cmd += ["--int8", "--fp16"]
-    elif precision != "fp32":
-        raise EdgeposeError(f"trtexec: unknown precision {precision!r} (fp32, fp16, int8)")
-    if workspace_mib:
-        if (major, minor) >= (8, 4):
-            cmd.append(f"--memPoolSize=workspace:{int(workspace_mib)}")
-        else:
-            cmd.append(f"--workspace={int(workspace_mib)}")
-    cmd += [f"--iterations={int(iterations)}", f"--warmUp={int(warmup_ms)}", f"--duration={duration_s:g}"]
-    cmd.append("--avgRuns=10")
-    return cmd

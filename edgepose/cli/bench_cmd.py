@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from edgepose.device.formats import PRECISIONS
+
 QUICK = {"runs": 10, "warmup": 2, "max_seconds": 3.0}
 
 
@@ -26,7 +28,7 @@ def register(subparsers) -> None:
     )
     p.add_argument("--dataset", help="keypoint set / head where the model has it (default: each model's)")
     p.add_argument("--input", metavar="HxW", help="input size (default: each model's paper size)")
-    p.add_argument("--precision", choices=("fp32", "fp16", "int8"), help="default: the profile's")
+    p.add_argument("--precision", choices=PRECISIONS, help="default: the profile's")
     p.add_argument("--runs", type=int, default=50, help="timed runs per measurement (default 50)")
     p.add_argument("--warmup", type=int, default=5, help="untimed warm-up runs (default 5)")
     p.add_argument(
@@ -36,10 +38,19 @@ def register(subparsers) -> None:
         help="seconds each for the warm-up and the timed runs of a measurement (default 20)",
     )
     p.add_argument("--threads", type=int, help="runtime threads (default: the profile's)")
+    p.add_argument(
+        "--runtime",
+        help="one of the profile's runtimes (e.g. rpi4: tflite or onnxruntime; default: its first)",
+    )
     p.add_argument("--cpus", help="pin to these CPUs, e.g. 4-7")
     p.add_argument("--no-pipeline", action="store_true", help="time the model only, not pre / model / post")
     p.add_argument(
         "--quick", action="store_true", help="10 runs, 2 warm-up, 3 s cap: a first look in seconds"
+    )
+    p.add_argument(
+        "--agree",
+        action="store_true",
+        help="also score each artifact's poses against its PyTorch model's on the bundled photos (agreement AP)",
     )
     p.add_argument(
         "--out",
@@ -53,8 +64,10 @@ def register(subparsers) -> None:
         help="exported artifacts (reused when they match)",
     )
     reach = p.add_argument_group("reaching the device")
-    reach.add_argument("--host", metavar="USER@HOST", help="run on this machine over ssh (key auth)")
-    reach.add_argument("--port", type=int, help="ssh port")
+    reach.add_argument(
+        "--host", metavar="USER@HOST[:PORT]", help="a device the profile reaches over ssh (key auth)"
+    )
+    reach.add_argument("--port", type=int, help="ssh port (or give it in --host)")
     reach.add_argument("--identity", metavar="KEY", help="ssh private key")
     reach.add_argument("--ssh-option", action="append", default=[], metavar="OPT", help="extra ssh -o option")
     reach.add_argument("--adb", metavar="SERIAL", help="Android device serial (see `adb devices`)")
@@ -67,19 +80,38 @@ def register(subparsers) -> None:
     p.add_argument(
         "--format", choices=("md", "csv", "none"), default="md", help="print the new records as (default md)"
     )
+    p.add_argument("--wide", action="store_true", help="print every protocol column, not the compact view")
     p.set_defaults(func=run)
+
+
+def ssh_target(args: argparse.Namespace):
+    """``--host user@host[:port]`` (+ ``--port``, ``--identity``, ``--ssh-option``) as an ssh target, or None."""
+    from edgepose.bench.remote import SshTarget
+    from edgepose.errors import EdgeposeError
+
+    if not args.host:
+        return None
+    host, port = args.host, args.port
+    name, sep, tail = host.rpartition(":")
+    if sep and tail.isdigit() and "]" not in tail:
+        if port is not None and port != int(tail):
+            raise EdgeposeError(f"--host says port {tail} and --port says {port}: give one")
+        host, port = name, int(tail)
+    return SshTarget(host, port=port, identity=args.identity, options=args.ssh_option)
 
 
 def run(args: argparse.Namespace) -> int:
     """Benchmark, print the new records, and exit 1 if any model failed (the others are kept)."""
+    from edgepose.bench.options import BenchOptions
     from edgepose.bench.profiles import load_profile
-    from edgepose.bench.records import to_csv, to_markdown
-    from edgepose.bench.remote import AdbTarget, SshTarget
-    from edgepose.bench.runner import BenchOptions, paper_jobs, resolve_models, run_bench
+    from edgepose.bench.records import to_compact, to_csv, to_markdown
+    from edgepose.bench.remote import AdbTarget
+    from edgepose.bench.runner import paper_jobs, resolve_models, run_bench
+    from edgepose.bench.transports import open_transport
     from edgepose.errors import EdgeposeError
     from edgepose.models.registry import parse_size
 
-    profile = load_profile(args.device)
+    profile = load_profile(args.device).with_settings(args.precision, args.threads, args.runtime)
     if args.paper and args.models:
         raise EdgeposeError("give --models or --paper, not both")
     if args.paper:
@@ -92,22 +124,19 @@ def run(args: argparse.Namespace) -> int:
     if args.quick:
         runs, warmup, max_seconds = QUICK["runs"], QUICK["warmup"], QUICK["max_seconds"]
     opts = BenchOptions(
-        runs=runs, warmup=warmup, max_seconds=max_seconds, threads=args.threads, precision=args.precision,
-        dataset=args.dataset, input_size=parse_size(args.input) if args.input else None,
-        pipeline=not args.no_pipeline, cpus=args.cpus, benchmark_model=args.benchmark_model,
+        runs=runs, warmup=warmup, max_seconds=max_seconds, dataset=args.dataset,
+        input_size=parse_size(args.input) if args.input else None, pipeline=not args.no_pipeline,
+        cpus=args.cpus, benchmark_model=args.benchmark_model, agree=args.agree,
     )  # fmt: skip
-    ssh = (
-        SshTarget(args.host, port=args.port, identity=args.identity, options=args.ssh_option)
-        if args.host
-        else None
-    )
     adb = AdbTarget(args.adb, adb=args.adb_path) if args.adb else None
+    transport = open_transport(profile, ssh_target(args), adb)
     out = Path(args.out) if args.out else Path("benchmarks/results") / f"{profile.name}.jsonl"
-    records, failures = run_bench(profile, models, opts, out, cache=Path(args.cache), ssh=ssh, adb=adb)
-    if args.format == "md":
-        print(to_markdown(records), end="")
-    elif args.format == "csv":
-        print(to_csv(records), end="")
+    records, failures = run_bench(profile, models, opts, out, cache=Path(args.cache), transport=transport)
+    if args.format != "none":
+        if args.wide:
+            print((to_markdown if args.format == "md" else to_csv)(records), end="")
+        else:
+            print(to_compact(records, args.format), end="")
     print(f"{len(records)} records appended to {out}")
     for line in failures:
         print(f"failed: {line}")

@@ -5,7 +5,10 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from pathlib import Path
+
+from edgepose.device.formats import PRECISIONS, model_files
 
 
 def register(subparsers) -> None:
@@ -18,10 +21,17 @@ def register(subparsers) -> None:
     )
     p.add_argument("model", help="registered model name, e.g. litepose-s (see `edgepose models`)")
     p.add_argument(
-        "--target", required=True, help="recipe name (export/<name>.toml) or path to a recipe .toml"
+        "--target",
+        required=True,
+        help="recipe name (export/<name>.toml) or path to a recipe .toml; `edgepose targets` lists them",
     )
     p.add_argument("--dataset", help="keypoint set / head: coco, crowdpose or mpii (default: the model's)")
-    p.add_argument("--weights", metavar="CKPT", help="checkpoint to load (default: random initialisation)")
+    p.add_argument(
+        "--weights",
+        metavar="CKPT|NAME",
+        help="a checkpoint file, or a released checkpoint by name (`edgepose weights`; downloaded once); "
+        "default: random weights, with a warning",
+    )
     p.add_argument(
         "--input", metavar="HxW", help="input size, e.g. 448x448 or 256x192 (default: the paper's)"
     )
@@ -29,12 +39,18 @@ def register(subparsers) -> None:
     p.add_argument(
         "--dynamic-batch", action=argparse.BooleanOptionalAction, default=None, help="dynamic batch axis"
     )
-    p.add_argument("--precision", choices=("fp32", "fp16", "int8"), help="default per recipe")
+    p.add_argument("--precision", choices=PRECISIONS, help="default per recipe (see `edgepose targets`)")
     p.add_argument("--calib", metavar="DIR", help="calibration images (int8), or a .npy / TensorRT .cache")
     p.add_argument(
         "--out",
         metavar="DIR",
-        help="output folder (default: artifacts/<model>-<dataset>-<HxW>-<target>-<precision>)",
+        help="output folder (default: artifacts/<model>-<dataset>-<HxW>-<target>-<precision>); an existing one "
+        "is replaced only if it is an edgepose artifact folder",
+    )
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="replace whatever is at --out (a file, or a folder edgepose did not write)",
     )
     p.add_argument(
         "--build", action="store_true", help="also build the TensorRT engine here (needs tensorrt)"
@@ -47,26 +63,27 @@ def _size(path: Path) -> str:
     return f"{path.stat().st_size / 1e6:.2f} MB"
 
 
-def next_commands(folder: Path, manifest: dict) -> list[str]:
-    """What to run next with this folder (on the device)."""
-    lines = []
-    if manifest["format"] == "tensorrt" and not (folder / "model.engine").exists():
-        lines += [
-            f"copy {folder} to the Jetson, then on the Jetson:",
-            f"  python3 {folder}/build_engine.py        # or: sh {folder}/trtexec.sh",
-        ]
-    source = "photo.jpg" if manifest["model"]["kind"] == "top-down" else "0"
-    lines.append(f"  python3 {folder}/run.py --source {source}")
-    if manifest["format"] == "tensorrt":
-        lines.append(f"  /usr/src/tensorrt/bin/trtexec --loadEngine={folder}/model.engine")
-    return lines
+def next_commands(folder: Path, manifest: dict, steps: tuple[str, ...]) -> list[str]:
+    """What to do next with this folder: the recipe's ``next_steps``, filled in for this export."""
+    source = "person.jpg" if manifest["model"]["kind"] == "top-down" else "crowd.jpg"
+    fields = {
+        "folder": folder.name,
+        "path": str(folder.resolve()),
+        "model": manifest["model"]["name"],
+        "source": source,
+    }
+    lines = [step.format(**fields) for step in steps]
+    return lines or [f"  python3 {fields['path']}/run.py --source {source} --out out.jpg"]
 
 
 def run(args: argparse.Namespace) -> int:
     """Export, then print the folder, the model file's size, the parity figures and the next commands."""
     from edgepose.export.parity import summary
     from edgepose.export.pipeline import MANIFEST, export_model
+    from edgepose.export.recipe import load_recipe
 
+    recipe = load_recipe(args.target)
+    start = time.monotonic()
     folder = export_model(
         args.model,
         args.target,
@@ -79,26 +96,41 @@ def run(args: argparse.Namespace) -> int:
         calib=args.calib,
         out=args.out,
         build=args.build,
+        force=args.force,
     )
+    seconds = time.monotonic() - start
     manifest = json.loads((folder / MANIFEST).read_text())
+    if manifest["model"]["weights"]["kind"] == "random":
+        print(
+            f"warning: {args.model} has random weights (no --weights): the export is real, the poses are "
+            f"meaningless; `edgepose weights --model {args.model}` lists the released checkpoints",
+            file=sys.stderr,
+        )
     if args.json:
         print(json.dumps(manifest, indent=2))
         return 0
-    model_files = [n for n in manifest["artifacts"] if n.startswith("model.")]
-    print(f"exported {args.model} ({manifest['model']['dataset']}) for {manifest['target']} -> {folder}")
-    for name in model_files:
+    print(
+        f"exported {args.model} ({manifest['model']['dataset']}) for {manifest['target']} in {seconds:.0f} s "
+        f"-> {folder.resolve()}"
+    )
+    for name in (n for n in manifest["artifacts"] if n in model_files()):
         print(f"  {name}: {_size(folder / name)}, input {manifest['input']['shape']}")
     print(f"  precision: {manifest['precision']} ({manifest['format']})")
     if manifest.get("parity"):
-        print(f"  parity vs PyTorch: {summary(manifest['parity'])}")
+        if manifest["parity"].get("outputs"):
+            print(f"  parity vs PyTorch: {summary(manifest['parity'])}")
+        if "agreement" in manifest["parity"]:  # edgepose.accuracy: poses vs PyTorch's on the photo
+            from edgepose.accuracy.agreement import describe
+
+            print(f"  agreement with PyTorch: {describe(manifest['parity']['agreement'])}")
         for warning in manifest["parity"].get("warnings", []):
             print(f"warning: {warning}", file=sys.stderr)
-    engine = manifest["export"].get("tensorrt", {}).get("engine")
-    if engine:
+    built = manifest["export"].get("engine_build", {}).get("built_here")
+    if built:
         print(
-            f"  built model.engine here: TensorRT {engine['tensorrt']}, {engine['precision']}, {engine['gpu']}"
+            f"  built {built['engine']} here: TensorRT {built['tensorrt_version']}, {built['precision']}, {built['gpu']}"
         )
     print("next:")
-    for line in next_commands(folder, manifest):
-        print(line)
+    for line in next_commands(folder, manifest, recipe.next_steps):
+        print(f"  {line}")
     return 0

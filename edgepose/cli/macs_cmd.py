@@ -6,7 +6,8 @@ import argparse
 import json
 from typing import Any
 
-SHOW = ("true", "paper", "both", "ptflops-0.6", "torchstat")
+# Named conventions are edgepose.macs.CONVENTIONS, spelled out so that parsing the CLI imports no torch.
+SHOW = ("true", "paper", "both", "ptflops-0.6", "torchstat", "torchstat-seg-fit")
 
 
 def register(subparsers) -> None:
@@ -16,14 +17,18 @@ def register(subparsers) -> None:
         help="count one model's params and MACs (true and in the paper's convention)",
         description="Count a registered model at a batch-1 input, on the meta device. 'true' = executed "
         "conv/deconv/linear multiply-adds; 'paper' = the paper's own convention (LitePose: ptflops<=0.7.4 "
-        "rules; Lite-HRNet: torchstat rules, /2^20). Name a convention (ptflops-0.6, torchstat) to count any "
-        "model the other paper's way.",
+        "rules; Lite-HRNet: torchstat rules, /2^20; Lite-HRNet segmentation: torchstat rules times a fitted "
+        "factor, docs/segmentation.md). Name a convention (ptflops-0.6, torchstat) to count any model the "
+        "other paper's way.",
     )
     p.add_argument("model", help="registered model name (see `edgepose models`)")
     p.add_argument(
         "--input", metavar="HxW", help="input size, e.g. 448 or 256x192 (default: the paper's size)"
     )
-    p.add_argument("--dataset", help="head / joint set: crowdpose, coco or mpii (default: the model's first)")
+    p.add_argument(
+        "--dataset",
+        help="head / label set: crowdpose, coco, mpii or cityscapes (default: the model's first)",
+    )
     p.add_argument(
         "--convention",
         choices=SHOW,
@@ -47,9 +52,27 @@ def _summary(r, show_true: bool, show_paper: bool) -> list[str]:
         )
     if show_paper:
         lines.append(f"paper      {r.paper_display} (raw count {r.paper_macs:,})")
+        lines.extend(_paper_context(r))
     if show_true and r.uncounted:
         ops = ", ".join(f"{op} x{calls}" for op, calls in r.uncounted.items())
         lines.append(f"not in true MACs (op calls): {ops}")
+    return lines
+
+
+def _paper_context(r) -> list[str]:
+    """The printed figure beside the count, and for a fitted convention the rules' own count and the fit."""
+    from edgepose.macs import get_convention
+
+    conv = get_convention(r.paper_convention)
+    lines = []
+    if r.published_value is not None:
+        figure = f"{r.published_value:.{conv.decimals}f} {conv.units(r.paper_macs)}"
+        lines.append(f"published  {figure} ({r.published_source})")
+    if conv.fitted:
+        lines.append(
+            f"unfitted   {conv.display(r.paper_rules_macs, with_factor=False)} (raw count {r.paper_rules_macs:,})"
+        )
+        lines.append(f"fitted     x{conv.factor}: {conv.fit_note}")
     return lines
 
 

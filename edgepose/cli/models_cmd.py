@@ -14,7 +14,9 @@ def register(subparsers) -> None:
         help="list the networks: params, true MACs and the paper's MAC figure at each published input size",
         description="One row per model x dataset x published input size, counted on the meta device "
         "(no weights, no compute). 'true MACs' are executed conv/deconv/linear multiply-adds; 'paper' is the "
-        "figure in the paper's own convention (LitePose: ptflops<=0.7.4 rules; Lite-HRNet: torchstat, /2^20).",
+        "figure in the paper's own convention (LitePose: ptflops<=0.7.4 rules; Lite-HRNet: torchstat, /2^20; "
+        "Lite-HRNet segmentation: torchstat times a fitted factor), with the printed figure beside it where "
+        "edgepose records one.",
     )
     p.add_argument("--family", help="only this family (litepose, litehrnet, higherhrnet, efficienthrnet)")
     p.add_argument(
@@ -26,10 +28,9 @@ def register(subparsers) -> None:
 
 def model_rows(family: str | None = None) -> list[dict[str, Any]]:
     """One JSON-ready dict per registered model x dataset x published input size."""
-    from edgepose.device.skeletons import get_skeleton
     from edgepose.errors import EdgeposeError
     from edgepose.macs import count_registered, published_sizes
-    from edgepose.models import list_models
+    from edgepose.models import head_size, list_models
 
     specs = list_models(family)
     if not specs:
@@ -51,15 +52,18 @@ def model_rows(family: str | None = None) -> list[dict[str, Any]]:
                         "kind": spec.kind,
                         "paper": spec.paper,
                         "dataset": dataset,
-                        "num_joints": len(get_skeleton(dataset)["joints"]),
+                        spec.head_option: head_size(spec, dataset),  # num_joints or num_classes
                         "input_size": list(size),
                         "params": r.params,
                         "true_macs": r.true_macs,
                         "paper_macs": r.paper_macs,
+                        "paper_rules_macs": r.paper_rules_macs,  # without a fitted factor, if any
                         "paper_value": r.paper_value,
                         "paper_unit": r.paper_unit,
                         "paper_convention": r.paper_convention,
                         "paper_display": r.paper_display,
+                        "published_value": r.published_value,
+                        "published_source": r.published_source,
                         "outputs": outputs,
                     }
                 )
@@ -67,8 +71,19 @@ def model_rows(family: str | None = None) -> list[dict[str, Any]]:
 
 
 def _paper_figure(row: dict[str, Any]) -> str:
-    """'1.202 G MACs' / '205.23 M FLOPs': the figure without the convention note."""
-    return row["paper_display"].split(" (")[0]
+    """'1.202 G MACs' / '205.23 M FLOPs': the figure without the convention note, and the printed one
+    beside it where edgepose records it ('1.95 G FLOPs (paper: 1.95)')."""
+    figure = row["paper_display"].split(" (")[0]
+    if row["published_value"] is None:
+        return figure
+    return f"{figure} (paper: {row['published_value']:g})"
+
+
+def _dataset_cell(row: dict[str, Any]) -> str:
+    """'coco (17)' for a pose head, 'cityscapes (19 classes)' for a segmentation head."""
+    if "num_classes" in row:
+        return f"{row['dataset']} ({row['num_classes']} classes)"
+    return f"{row['dataset']} ({row['num_joints']})"
 
 
 def run(args: argparse.Namespace) -> int:
@@ -81,7 +96,7 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(rows, indent=2))
         return 0
     for row in rows:
-        row["dataset_joints"] = f"{row['dataset']} ({row['num_joints']})"
+        row["dataset_joints"] = _dataset_cell(row)
         row["input"] = "x".join(str(v) for v in row["input_size"])
         row["true_gmacs"] = row["true_macs"] / 1e9
         row["paper_figure"] = _paper_figure(row)
@@ -93,8 +108,8 @@ def run(args: argparse.Namespace) -> int:
         Column("name", "model"),
         Column("family"),
         Column("kind"),
-        Column("dataset" if csv else "dataset_joints", "dataset" if csv else "dataset (joints)"),
-        *([Column("num_joints", "joints")] if csv else []),
+        Column("dataset" if csv else "dataset_joints", "dataset" if csv else "dataset (joints/classes)"),
+        *([Column("num_joints", "joints"), Column("num_classes", "classes")] if csv else []),
         Column("input", "input HxW"),
         Column("params", "params", "right", "{:,}".format),
         Column(
@@ -106,6 +121,7 @@ def run(args: argparse.Namespace) -> int:
         Column(
             "paper_macs" if csv else "paper_figure", "paper MACs (raw)" if csv else "paper figure", "right"
         ),
+        *([Column("published_value", "paper printed")] if csv else []),
         Column("paper_convention", "convention"),
         Column("output_shapes", "outputs (batch 1)"),
     ]
@@ -117,4 +133,6 @@ def run(args: argparse.Namespace) -> int:
             "\ntrue MACs: executed conv/deconv/linear multiply-adds (1 MAC each). paper figure: "
             + "; ".join(notes)
         )
+        for name in (n for n in used if CONVENTIONS[n].fitted):
+            print(f"fitted: {name} carries x{CONVENTIONS[name].factor}, {CONVENTIONS[name].fit_note}")
     return 0

@@ -31,12 +31,10 @@ def min_cost_assignment(cost):
     best = cost.argmin(axis=1)
     u = cost[np.arange(n_rows), best]
     v = np.zeros(n_cols)
-    # Greedy start: a row takes its best column if no earlier row took it (that edge is tight).
-    for row in range(n_rows):
-        col = best[row]
-        if row_for_col[col] < 0:
-            row_for_col[col] = row
-            col_for_row[row] = col
+    # Greedy start: the first row that wants a column takes it (that edge is tight).
+    cols, rows = np.unique(best, return_index=True)
+    row_for_col[cols] = rows
+    col_for_row[rows] = cols
     for row in np.flatnonzero(col_for_row < 0):
         _augment(cost, u, v, row_for_col, col_for_row, int(row))
     return col_for_row

@@ -3,202 +3,24 @@
 The same code times a model on this machine (``edgepose bench --device host``) and on a device
 (``python3 -m edgepose_device.bench --model-dir DIR`` after ``edgepose bench --host ...`` pushed the
 artifact folder), so host and device numbers come from one protocol. Python 3.6+, stdlib + numpy +
-the runtime in use; records are appended and flushed as they are made, so an interrupted run keeps
-what it measured.
+the runtime in use; each record is appended whole and synced as soon as its measurement ends, so an
+interrupted run (Ctrl-C: one line, exit 130) keeps every measurement it finished.
 """
 
 import argparse
 import datetime
 import json
-import math
 import os
-import platform
 import sys
-import time
 
-from .errors import EdgeposeError
+from .atomic import append_line
+from .errors import EdgeposeError, os_error_message
+from .formats import model_files
+from .machine import host_info, peak_rss_mb, pin_cpus
 from .manifest import load_manifest
+from .timing import summarize, time_calls
 
 SCHEMA = "edgepose.bench/1"
-STAT_KEYS = ("median_ms", "mean_ms", "p90_ms", "min_ms", "max_ms", "std_ms")
-
-
-def percentile(sorted_values, q):
-    """Linear-interpolated percentile (numpy's default method) of an ascending list; q in [0, 100]."""
-    if not sorted_values:
-        raise ValueError("percentile of an empty list")
-    pos = (len(sorted_values) - 1) * q / 100.0
-    lo = int(math.floor(pos))
-    hi = min(lo + 1, len(sorted_values) - 1)
-    return sorted_values[lo] + (sorted_values[hi] - sorted_values[lo]) * (pos - lo)
-
-
-def summarize(times_ms):
-    """Median, mean, p90, min, max and (population) std of a list of times in ms."""
-    values = sorted(float(t) for t in times_ms)
-    if not values:
-        raise EdgeposeError("no timed runs to summarize")
-    mean = sum(values) / len(values)
-    var = sum((v - mean) ** 2 for v in values) / len(values)
-    return {
-        "median_ms": percentile(values, 50),
-        "mean_ms": mean,
-        "p90_ms": percentile(values, 90),
-        "min_ms": values[0],
-        "max_ms": values[-1],
-        "std_ms": math.sqrt(var),
-    }
-
-
-class Progress(object):
-    """A plain-text progress line on stderr, redrawn at most every half second (no dependencies)."""
-
-    def __init__(self, label, total, stream=None, min_interval=0.5):
-        self.label = label
-        self.total = total
-        self.stream = stream if stream is not None else sys.stderr
-        self.min_interval = min_interval
-        self._last = 0.0
-        self._shown = False
-
-    def update(self, done, force=False):
-        now = time.monotonic()
-        if not force and done < self.total and now - self._last < self.min_interval:
-            return
-        self._last = now
-        width = 30
-        filled = int(width * done / max(1, self.total))
-        bar = "#" * filled + "." * (width - filled)
-        self.stream.write("\r[bench] %s [%s] %d/%d" % (self.label, bar, done, self.total))
-        self.stream.flush()
-        self._shown = True
-
-    def close(self):
-        if self._shown:
-            self.stream.write("\n")
-            self.stream.flush()
-
-
-def time_calls(fn, runs, warmup, max_seconds=None, label="", progress=True, clock=time.perf_counter):
-    """Call ``fn()`` ``warmup`` times untimed, then up to ``runs`` times timed; return (times_ms, capped).
-
-    ``max_seconds`` caps the warm-up and the timed phase each (the big baselines would otherwise take
-    minutes): when the budget is spent the loop stops early and ``capped`` is True. At least one
-    warm-up run (if any were asked for) and one timed run are always made.
-    """
-    if runs < 1 or warmup < 0:
-        raise EdgeposeError("runs must be >= 1 and warmup >= 0 (got runs=%d, warmup=%d)" % (runs, warmup))
-    start = clock()
-    capped = False
-    for i in range(warmup):
-        fn()
-        if max_seconds is not None and clock() - start > max_seconds and i + 1 < warmup:
-            capped = True
-            break
-    bar = Progress(label, runs) if progress else None
-    times = []
-    start = clock()
-    for i in range(runs):
-        t0 = clock()
-        fn()
-        times.append((clock() - t0) * 1000.0)
-        if bar is not None:
-            bar.update(i + 1)
-        if max_seconds is not None and clock() - start > max_seconds and i + 1 < runs:
-            capped = True
-            break
-    if bar is not None:
-        if len(times) < runs:  # stopped early by the time cap: show where it stopped
-            bar.update(len(times), force=True)
-        bar.close()
-    return times, capped
-
-
-def peak_rss_mb():
-    """Peak resident set size of this process in MiB.
-
-    Linux: VmHWM of /proc/self/status, because getrusage's ru_maxrss survives fork + exec and would
-    report the (torch-sized) parent. Elsewhere ru_maxrss (KiB on Linux, bytes on macOS).
-    """
-    status = _read_first("/proc/self/status") or ""
-    for line in status.splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024.0
-    try:
-        import resource
-    except ImportError:  # Windows
-        return None
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak / (1024.0 * 1024.0) if sys.platform == "darwin" else peak / 1024.0
-
-
-def _read_first(path):
-    try:
-        with open(path) as fh:
-            return fh.read().strip()
-    except (IOError, OSError):
-        return None
-
-
-def cpu_name():
-    """A human-readable CPU / board name: the board model on ARM boards, the CPU model on x86."""
-    board = _read_first("/proc/device-tree/model")
-    if board:
-        return board.rstrip("\x00")
-    text = _read_first("/proc/cpuinfo") or ""
-    for key in ("model name", "Model", "Hardware", "cpu model"):
-        for line in text.splitlines():
-            if line.split(":")[0].strip() == key and ":" in line:
-                return line.split(":", 1)[1].strip()
-    return platform.processor() or platform.machine() or "unknown"
-
-
-def host_info():
-    """Facts about the machine that ran the measurement (recorded next to every number)."""
-    info = {
-        "cpu": cpu_name(),
-        "cores": os.cpu_count(),
-        "machine": platform.machine(),
-        "os": "%s %s" % (platform.system(), platform.release()),
-        "python": platform.python_version(),
-        "hostname": platform.node(),
-    }
-    if hasattr(os, "getloadavg"):  # a busy machine makes every number slower: keep the load with them
-        info["load_avg_1m"] = round(os.getloadavg()[0], 2)
-    governor = _read_first("/sys/devices/system/cpu/cpu0/cpufreq/scaling_governor")
-    if governor:
-        info["cpu_governor"] = governor
-    temp = _read_first("/sys/class/thermal/thermal_zone0/temp")
-    if temp and temp.lstrip("-").isdigit():
-        info["temperature_c"] = int(temp) / 1000.0
-    l4t = _read_first("/etc/nv_tegra_release")
-    if l4t:
-        info["l4t"] = l4t.splitlines()[0]
-    return info
-
-
-def pin_cpus(spec):
-    """Pin this process to the CPUs in ``spec`` ('4-7' or '4,5,6,7'); returns the list pinned to."""
-    cpus = set()
-    for part in str(spec).split(","):
-        part = part.strip()
-        if not part:
-            continue
-        try:
-            if "-" in part:
-                lo, hi = part.split("-")
-                cpus.update(range(int(lo), int(hi) + 1))
-            else:
-                cpus.add(int(part))
-        except ValueError:
-            raise EdgeposeError("bad CPU list %r: expected e.g. 4-7 or 0,1" % spec) from None
-    if not hasattr(os, "sched_setaffinity"):
-        raise EdgeposeError("CPU pinning is not supported on this OS")
-    try:
-        os.sched_setaffinity(0, cpus)
-    except OSError as exc:
-        raise EdgeposeError("cannot pin to CPUs %s: %s" % (spec, exc)) from None
-    return sorted(cpus)
 
 
 def base_record(manifest, device, on_device, threads, runs, warmup):
@@ -208,6 +30,7 @@ def base_record(manifest, device, on_device, threads, runs, warmup):
     shape = inp.get("shape") or [1, 0, 0, 0]
     hw = shape[1:3] if inp.get("layout") == "NHWC" else shape[2:4]
     runtime = manifest.get("runtime", {})
+    models = [(k, v) for k, v in sorted(manifest.get("artifacts", {}).items()) if k in model_files()]
     return {
         "schema": SCHEMA,
         "date": utc_now(),
@@ -231,11 +54,8 @@ def base_record(manifest, device, on_device, threads, runs, warmup):
         "runs": runs,
         "warmup": warmup,
         # The model file(s) only: the rest of the folder is edgepose's own code.
-        "artifacts": dict(
-            (name, meta.get("sha256"))
-            for name, meta in sorted(manifest.get("artifacts", {}).items())
-            if name.startswith("model.")
-        ),
+        "artifacts": dict((name, meta.get("sha256")) for name, meta in models),
+        "model_bytes": sum(meta.get("bytes") or 0 for _, meta in models) or None,
     }
 
 
@@ -244,19 +64,28 @@ def utc_now():
     return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def measurement(base, timed, tool, times_ms, capped, **extra):
-    """One record: the shared protocol plus what was timed and its statistics."""
+def record(base, timed, tool, stats, runs_done, capped, peak_rss=None, **extra):
+    """One record: the shared protocol (``base_record``) plus what was timed, by which tool, and its statistics.
+
+    The one place a record is assembled: the Python timer here and the native tools' parsed logs
+    (trtexec, benchmark_model) on the host both go through it.
+    """
     rec = dict(base)
     rec["date"] = utc_now()  # when this measurement ended
-    rec.update({"timed": timed, "tool": tool, "runs_done": len(times_ms), "capped": bool(capped)})
-    rec["stats"] = summarize(times_ms)
-    rec["peak_rss_mb"] = peak_rss_mb()
+    rec.update({"timed": timed, "tool": tool, "runs_done": runs_done, "capped": bool(capped)})
+    rec["stats"] = stats
+    rec["peak_rss_mb"] = peak_rss
     rec.update(extra)
     return rec
 
 
+def measurement(base, timed, tool, times_ms, capped, **extra):
+    """A record of times measured by this process (statistics and peak RSS computed here)."""
+    return record(base, timed, tool, summarize(times_ms), len(times_ms), capped, peak_rss_mb(), **extra)
+
+
 class RecordWriter(object):
-    """Appends one JSON line per record to a file (flushed at once) and/or stdout."""
+    """Appends one JSON line per record to a file and/or stdout, each line whole (:func:`append_line`)."""
 
     def __init__(self, path=None, stdout=False):
         self.path = path
@@ -265,23 +94,17 @@ class RecordWriter(object):
     def write(self, record):
         line = json.dumps(record, sort_keys=True)
         if self.path:
-            parent = os.path.dirname(os.path.abspath(self.path))
-            if not os.path.isdir(parent):
-                os.makedirs(parent)
-            with open(self.path, "a") as fh:
-                fh.write(line + "\n")
-                fh.flush()
-                os.fsync(fh.fileno())
+            append_line(self.path, line)
         if self.stdout:
             sys.stdout.write(line + "\n")
             sys.stdout.flush()
 
 
-def _open_runtime(model_dir, manifest, threads):
+def _open_runtime(model_dir, manifest, threads, backend=None):
     """Open the artifact with the runtime package (imported lazily: only the runtime in use loads)."""
     from .runtime import open_runtime
 
-    return open_runtime(model_dir, manifest, threads=threads)
+    return open_runtime(model_dir, manifest, backend=backend, threads=threads)
 
 
 def _model_input(input_size, batch=1):
@@ -303,14 +126,17 @@ def bench_model(
     max_seconds=None,
     pipeline=True,
     progress=True,
+    backend=None,
 ):
     """Time one artifact folder: model only, then pre / model / post of the full pipeline.
 
-    Returns the records written (already flushed through ``writer``).
+    ``backend`` overrides the manifest's (e.g. onnxruntime timing a TensorRT folder's ONNX where
+    TensorRT is absent; the host labels such a record). Returns the records written (already flushed
+    through ``writer``).
     """
     manifest = load_manifest(model_dir)
     base = base_record(manifest, device, on_device, threads, runs, warmup)
-    runner = _open_runtime(model_dir, manifest, threads)
+    runner = _open_runtime(model_dir, manifest, threads, backend)
     base["runtime"] = runner.backend
     base["runtime_version"] = runner.version
     base["threads"] = runner.threads
@@ -366,6 +192,7 @@ def build_parser():
     p.add_argument("--runs", type=int, default=50)
     p.add_argument("--warmup", type=int, default=5)
     p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--backend", default=None, help="runtime backend (default: the manifest's)")
     p.add_argument("--cpus", default=None, help="pin to these CPUs, e.g. 4-7 (big cores)")
     p.add_argument("--max-seconds", type=float, default=None, help="cap on the timed phase per measurement")
     p.add_argument("--no-pipeline", action="store_true", help="time the model only")
@@ -393,10 +220,18 @@ def main(argv=None, model_dir=None):
             max_seconds=args.max_seconds,
             pipeline=not args.no_pipeline,
             progress=not args.quiet,
+            backend=args.backend,
         )
     except EdgeposeError as exc:
-        sys.stderr.write("edgepose: error: %s\n" % exc)
+        for line in str(exc).splitlines() or [""]:
+            sys.stderr.write("edgepose: error: %s\n" % line)
         return 2
+    except OSError as exc:  # e.g. the records file's disk is full
+        sys.stderr.write("edgepose: error: %s\n" % os_error_message(exc))
+        return 2
+    except KeyboardInterrupt:  # the measurements already finished are in the records
+        sys.stderr.write("edgepose_device.bench: interrupted\n")
+        return 130
     return 0
 
 

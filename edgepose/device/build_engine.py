@@ -1,4 +1,9 @@
-"""Build a TensorRT engine from the exported model.onnx, on the device that will run it.
+"""Build the TensorRT engine of an artifact folder, on the device that will run it: the one engine build.
+
+The settings (precision, workspace, optimisation profile, calibration, builder) were resolved once at
+export and are read from manifest.json's ``engine`` section; flags override them. Two builders share
+them: TensorRT's Python API (``build_engine.py``, the default) and trtexec (``trtexec.sh``, or
+``--builder trtexec``). ``edgepose bench`` runs this same script on the device before timing.
 
 Runs on a Jetson Nano's stock Python 3.6 with only TensorRT's own bindings and numpy (pycuda only
 for INT8 calibration from images). Supports the TensorRT 8.x API (JetPack 4.6: 8.0/8.2) and the
@@ -6,7 +11,7 @@ for INT8 calibration from images). Supports the TensorRT 8.x API (JetPack 4.6: 8
 reads it) and an ``engine.json`` sidecar (TensorRT version, precision, GPU, onnx sha256, build time).
 INT8 on a GPU without fast INT8 (the Nano's Maxwell) is an error, never a silent FP32 engine.
 
-    python3 build_engine.py [--precision fp16|fp32|int8] [--workspace MiB] [--calib-cache FILE]
+    python3 build_engine.py [--builder python|trtexec] [--precision fp16|fp32|int8] [--workspace MiB]
 """
 
 import argparse
@@ -18,10 +23,15 @@ import subprocess
 import sys
 import time
 
+from .atomic import write_bytes
 from .errors import EdgeposeError
-from .manifest import sha256_of, verify_file
+from .manifest import MANIFEST, sha256_of, verify_file
+from .trtexec_build import CALIB_CACHE, build_with_trtexec
 
 DEFAULT_WORKSPACE_MIB = 256  # the Nano has 4 GB shared by CPU and GPU; big workspaces get OOM-killed
+CALIB_DATA = "calib.npy"  # preprocessed calibration batches (the Python builder only)
+SIDECAR = "engine.json"
+BUILDERS = ("python", "trtexec")
 
 
 def require_tensorrt():
@@ -56,18 +66,6 @@ def gpu_name():
             return fh.read().decode(errors="replace").strip("\x00 \n")
     except OSError:
         return "unknown"
-
-
-def _write_atomic(path, data):
-    tmp = "{}.{}.tmp".format(path, os.getpid())
-    try:
-        with open(tmp, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
 
 
 def _make_calibrator(trt, cache_path, data_path, input_shape):
@@ -115,7 +113,7 @@ def _make_calibrator(trt, cache_path, data_path, input_shape):
 
         def write_calibration_cache(self, cache):
             if cache_path:
-                _write_atomic(cache_path, bytes(cache))
+                write_bytes(cache_path, bytes(cache))
 
     if batches is None and not (cache_path and os.path.isfile(cache_path)):
         raise EdgeposeError(
@@ -211,93 +209,116 @@ def build_engine(
             "TensorRT failed to build the engine (see its log above); on a 4 GB Nano close other programs "
             "or lower --workspace"
         )
-    _write_atomic(engine_path, bytes(memoryview(plan)))
-    info = {
-        "engine": os.path.basename(engine_path),
-        "tensorrt": trt.__version__,
-        "precision": precision,
-        "gpu": gpu,
-        "platform_has_fast_fp16": fast_fp16,
-        "platform_has_fast_int8": fast_int8,
-        "onnx": os.path.basename(onnx_path),
-        "onnx_sha256": sha256_of(onnx_path),
-        "engine_sha256": sha256_of(engine_path),
-        "workspace_mib": int(workspace_mib),
-        "inputs": [{"name": t.name, "shape": s} for t, s in zip(inputs, shapes)],
-        "max_batch": max_batch,
-        "calibration": os.path.basename(calib_cache or calib_data or "") or None,
-        "built_at": datetime.datetime.utcnow().replace(microsecond=0).isoformat() + "Z",
-        "build_seconds": round(seconds, 1),
-        "python": platform.python_version(),
-    }
-    sidecar = os.path.join(os.path.dirname(os.path.abspath(engine_path)), "engine.json")
-    _write_atomic(sidecar, (json.dumps(info, indent=2) + "\n").encode("utf-8"))
+    write_bytes(engine_path, bytes(memoryview(plan)))
+    return write_sidecar(
+        engine_path,
+        onnx_path,
+        {
+            "builder": "python",
+            "tensorrt_version": trt.__version__,
+            "precision": precision,
+            "gpu": gpu,
+            "platform_has_fast_fp16": fast_fp16,
+            "platform_has_fast_int8": fast_int8,
+            "workspace_mib": int(workspace_mib),
+            "inputs": [{"name": t.name, "shape": s} for t, s in zip(inputs, shapes)],
+            "max_batch": max_batch,
+            "calibration": os.path.basename(calib_cache or calib_data or "") or None,
+            "build_seconds": round(seconds, 1),
+        },
+    )
+
+
+def write_sidecar(engine_path, onnx_path, facts):
+    """engine.json next to the engine: how it was built and from which ONNX (checked before it is loaded)."""
+    info = {"engine": os.path.basename(engine_path), "source": os.path.basename(onnx_path)}
+    info.update(facts)
+    info["onnx_sha256"] = sha256_of(onnx_path)
+    info["engine_sha256"] = sha256_of(engine_path)
+    info["built_at"] = datetime.datetime.utcnow().replace(microsecond=0).isoformat() + "Z"
+    info["python"] = platform.python_version()
+    sidecar = os.path.join(os.path.dirname(os.path.abspath(engine_path)), SIDECAR)
+    write_bytes(sidecar, (json.dumps(info, indent=2) + "\n").encode("utf-8"))
     return info
 
 
-def _manifest(model_dir):
-    path = os.path.join(model_dir, "manifest.json")
-    if not os.path.isfile(path):
-        return {}
-    with open(path) as fh:
-        return json.load(fh)
+def build_from_settings(model_dir, settings, builder=None, trtexec=None, verbose=False):
+    """Build the engine of ``model_dir`` from its engine settings with ``builder`` (default: the settings')."""
+    builder = builder or settings.get("builder", "python")
+    if builder not in BUILDERS:
+        raise EdgeposeError("builder must be one of {}, got {!r}".format(", ".join(BUILDERS), builder))
+    onnx_path = os.path.join(model_dir, settings["source"])
+    engine_path = os.path.join(model_dir, settings["engine"])
+    if builder == "trtexec":
+        trtexec = trtexec or settings.get("trtexec") or "trtexec"
+        facts = build_with_trtexec(settings, onnx_path, engine_path, trtexec)
+        facts["gpu"] = gpu_name()
+        return write_sidecar(engine_path, onnx_path, facts)
+    calibration = settings.get("calibration")
+    cache = os.path.join(model_dir, CALIB_CACHE)  # written by the calibrator, reused next time
+    data = os.path.join(model_dir, CALIB_DATA) if calibration == CALIB_DATA else None
+    shapes = settings.get("shapes")
+    return build_engine(
+        onnx_path,
+        engine_path,
+        settings.get("precision", "fp16"),
+        int(settings.get("workspace_mib") or DEFAULT_WORKSPACE_MIB),
+        cache if (calibration or settings.get("precision") == "int8") else None,
+        data,
+        int(shapes["max"][0]) if shapes else 1,
+        verbose,
+    )
+
+
+def read_settings(model_dir):
+    """The ``engine`` section of the folder's manifest.json (the settings resolved at export)."""
+    path = os.path.join(model_dir, MANIFEST)
+    try:
+        with open(path) as fh:
+            manifest = json.load(fh)
+    except (OSError, ValueError) as exc:
+        raise EdgeposeError("cannot read {}: {}".format(path, exc)) from None
+    settings = manifest.get("engine") if isinstance(manifest, dict) else None
+    if not settings:
+        raise EdgeposeError("{} has no engine settings: export the folder for a TensorRT target".format(path))
+    return manifest, dict(settings)
 
 
 def main(argv=None, model_dir=None):
-    """Command line: build model.engine in ``model_dir`` with the settings from its manifest."""
-    model_dir = model_dir or os.getcwd()
-    manifest = _manifest(model_dir)
-    options = manifest.get("export", {}).get("recipe", {}).get("options", {})
-
-    def here(name):
-        path = os.path.join(model_dir, name)
-        return path if os.path.isfile(path) else None
-
-    ap = argparse.ArgumentParser(prog="build_engine.py", description="Build model.engine with TensorRT.")
-    ap.add_argument("--onnx", default=os.path.join(model_dir, "model.onnx"))
-    ap.add_argument("--engine", default=os.path.join(model_dir, "model.engine"))
+    """Command line: build the engine of ``model_dir`` from its manifest's settings (flags override them)."""
+    ap = argparse.ArgumentParser(prog="build_engine.py", description="Build the folder's TensorRT engine.")
     ap.add_argument(
-        "--precision", choices=("fp32", "fp16", "int8"), default=manifest.get("precision", "fp16")
+        "--builder", choices=BUILDERS, help="TensorRT's Python API or trtexec (default: the manifest's)"
     )
-    ap.add_argument(
-        "--workspace",
-        type=int,
-        default=int(options.get("workspace_mib", DEFAULT_WORKSPACE_MIB)),
-        help="builder workspace in MiB",
-    )
-    ap.add_argument("--calib-cache", default=here("calib.cache"), help="TensorRT INT8 calibration cache")
-    ap.add_argument("--calib-data", default=here("calib.npy"), help="preprocessed calibration batches (.npy)")
-    ap.add_argument(
-        "--max-batch",
-        type=int,
-        default=int(options.get("max_batch", 4)),
-        help="largest batch for a dynamic-batch ONNX",
-    )
+    ap.add_argument("--precision", choices=("fp32", "fp16", "int8"), help="default: the manifest's")
+    ap.add_argument("--workspace", type=int, help="builder workspace in MiB (default: the manifest's)")
+    ap.add_argument("--trtexec", help="the trtexec binary (default: $TRTEXEC, else the manifest's)")
+    ap.add_argument("--tensorrt-version", help="the TensorRT version here, for trtexec's flag names")
     ap.add_argument("--verbose", action="store_true")
     args = ap.parse_args(argv)
+    model_dir = model_dir or os.getcwd()
     try:
-        if manifest and os.path.abspath(args.onnx) == os.path.abspath(os.path.join(model_dir, "model.onnx")):
-            verify_file(model_dir, manifest, "model.onnx")
-        cache = args.calib_cache
-        if args.precision == "int8" and cache is None and args.calib_data:
-            cache = os.path.join(model_dir, "calib.cache")  # written by the calibrator, reused next time
-        info = build_engine(
-            args.onnx,
-            args.engine,
-            args.precision,
-            args.workspace,
-            cache,
-            args.calib_data,
-            args.max_batch,
-            args.verbose,
-        )
+        manifest, settings = read_settings(model_dir)
+        verify_file(model_dir, manifest, settings["source"])
+        for key, value in (("precision", args.precision), ("workspace_mib", args.workspace),
+                           ("tensorrt_version", args.tensorrt_version)):  # fmt: skip
+            if value is not None:
+                settings[key] = value
+        trtexec = args.trtexec or os.environ.get("TRTEXEC")
+        info = build_from_settings(model_dir, settings, args.builder, trtexec, args.verbose)
     except EdgeposeError as exc:
         print("build_engine: error: {}".format(exc), file=sys.stderr)
         return 2
+    engine = os.path.join(model_dir, settings["engine"])
     print(
-        "wrote {} ({} {}, TensorRT {}, {:.1f} s) and engine.json".format(
-            args.engine, info["precision"], info["gpu"], info["tensorrt"], info["build_seconds"]
+        "wrote {} ({} {}, {}, {} s) and {}".format(
+            engine,
+            info.get("precision"),
+            info.get("gpu"),
+            info.get("builder"),
+            info.get("build_seconds"),
+            SIDECAR,
         )
     )
-    print("time it: trtexec --loadEngine={}".format(args.engine))
+    print("time it: trtexec --loadEngine={}".format(engine))
     return 0

@@ -1,21 +1,26 @@
 """The run script of an artifact folder: ``python3 run.py --source 0 --show`` and friends.
 
 ``main(argv, model_dir)`` is what the folder's ``run.py`` calls; ``edgepose infer`` on the host adds
-the same options (``add_arguments``) and calls ``run``. Bad input prints one line and exits 2.
+the same options (``add_arguments``) and calls ``run``. Bad input, or an output that cannot be written
+(full disk, read-only folder: the path and the cause), prints one line and exits 2, leaving no output
+file behind. Exit status: 0 every frame processed; 1 a folder source had files that could not be read
+(each skipped with a warning, listed in the summary and the JSON lines; the others were processed);
+2 an error; 130 Ctrl-C.
 """
 
 import argparse
+import errno
 import json
 import os
 import sys
-import time
 
-from .decode_bottomup import DET_THRESHOLD, TAG_THRESHOLD
-from .errors import EdgeposeError
+from .atomic import AtomicFile, discard, publish, temp_name, write_bytes
+from .decode_bottomup import DET_THRESHOLD, GROUPING, GROUPINGS, MIN_JOINTS, TAG_THRESHOLD
+from .errors import EdgeposeError, os_error_message
 from .runtime import BACKENDS
-from .sources import IMAGE_EXTS, BoxFile, Source
 
 VIDEO_CODECS = {".mp4": "mp4v", ".avi": "MJPG", ".mkv": "mp4v", ".mov": "mp4v"}
+SKIPPED = 1  # exit status when a folder source had unreadable files (the others were processed)
 
 
 def add_arguments(parser, backends=None):
@@ -54,6 +59,19 @@ def add_arguments(parser, backends=None):
         default=TAG_THRESHOLD,
         help="bottom-up tag distance threshold ({})".format(TAG_THRESHOLD),
     )
+    parser.add_argument(
+        "--grouping",
+        choices=GROUPINGS,
+        default=GROUPING,
+        help="bottom-up: 'crowd' (any number of people; default) or 'official' (the official parser, "
+        "exactly: at most 30 people take joints)",
+    )
+    parser.add_argument(
+        "--min-joints",
+        type=int,
+        help="bottom-up: drop people with fewer detected joints, before --refine "
+        "(default: {} with --grouping crowd, 1 with official)".format(MIN_JOINTS),
+    )
     parser.add_argument("--min-score", type=float, default=0.0, help="drop people scoring below this")
     parser.add_argument("--kpt-threshold", type=float, default=0.3, help="draw joints scoring at least this")
     parser.add_argument("--max-frames", type=int, help="stop after this many frames")
@@ -75,7 +93,11 @@ def main(argv=None, model_dir=None):
     try:
         return run(args, args.model_dir or model_dir or os.getcwd())
     except EdgeposeError as exc:
-        sys.stderr.write("run.py: error: {}\n".format(exc))
+        for line in str(exc).splitlines() or [""]:
+            sys.stderr.write("run.py: error: {}\n".format(line))
+        return 2
+    except OSError as exc:  # an output that cannot be written: which path, and why
+        sys.stderr.write("run.py: error: {}\n".format(os_error_message(exc)))
         return 2
     except KeyboardInterrupt:
         sys.stderr.write("run.py: interrupted\n")
@@ -84,12 +106,23 @@ def main(argv=None, model_dir=None):
 
 def run(args, model_dir, runtime=None):
     """Run the pipeline over ``args.source``; ``runtime`` replaces the manifest's backend (host tools)."""
-    from .draw import draw_poses, draw_timings, skeleton_for
+    from .draw import FPS_COVERS, draw_poses, draw_timings, fps_text, skeleton_for
     from .manifest import load_manifest
     from .pipeline import PosePipeline
 
     manifest = load_manifest(model_dir)
-    source = Source(args.source)
+    from .sources import BoxFile, Source  # OpenCV: imported when frames are read, not for --help
+
+    warnings = {}  # frame index -> what is wrong with an image that could still be read
+
+    def on_problem(index, name, problem, skipped):
+        sys.stderr.write("warning: {}: {}{}\n".format(name, "skipped, " if skipped else "", problem))
+        if not skipped:
+            warnings[index] = problem
+        elif lines is not None:
+            lines.write(json.dumps({"frame": index, "source": name, "skipped": problem}) + "\n")
+
+    source = Source(args.source, on_problem=on_problem)
     _check_out(args.out, source)
     boxes = BoxFile(args.boxes) if args.boxes else None
     if boxes is not None and manifest["model"].get("kind") != "top-down":
@@ -105,16 +138,20 @@ def run(args, model_dir, runtime=None):
         dark=args.dark,
         det_threshold=args.det_threshold,
         tag_threshold=args.tag_threshold,
+        grouping=args.grouping,
+        min_joints=args.min_joints,
         min_score=args.min_score,
         runtime=runtime,
         manifest=manifest,
     )
     skeleton = skeleton_for(manifest)
+    warning = random_weights_warning(manifest)
+    if warning:
+        sys.stderr.write("run.py: warning: {}\n".format(warning))
     frames_out = _FrameWriter(args.out, source)
-    lines = _AtomicFile(args.json) if args.json else None
+    lines = AtomicFile(args.json, "w") if args.json else None
     totals = {"pre": 0.0, "model": 0.0, "post": 0.0}
     count = 0
-    start = time.perf_counter()
     try:
         for index, name, frame in source:
             if args.max_frames is not None and count >= args.max_frames:
@@ -133,37 +170,58 @@ def run(args, model_dir, runtime=None):
                     "people": result["people"],
                     "timings_ms": {k: round(v, 3) for k, v in timings.items()},
                     "fps": round(fps, 2),
+                    "fps_covers": FPS_COVERS,
                 }
+                if index in warnings:
+                    record["warning"] = warnings[index]
                 lines.write(json.dumps(record) + "\n")
             if args.out or args.show:
                 draw_poses(frame, result["people"], skeleton, threshold=args.kpt_threshold)
-                draw_timings(frame, timings, fps)
+                draw_timings(
+                    frame, timings, fps, "RANDOM WEIGHTS: poses are meaningless" if warning else None
+                )
                 frames_out.write(frame, name)
                 if args.show and _show(frame):
                     break
-    except BaseException:
+        frames_out.close()
+        if lines is not None:
+            lines.commit()
+    except BaseException:  # Ctrl-C or a full disk too: no output of this run stays, whole or half
         frames_out.abort()
         if lines is not None:
             lines.abort()
         raise
-    frames_out.close()
-    if lines is not None:
-        lines.close()
     if not args.quiet:
-        wall = time.perf_counter() - start
         n = max(count, 1)
+        per_frame = sum(totals.values()) / n
         print(
-            "{} frame(s) with {}: pre {:.1f} ms, model {:.1f} ms, post {:.1f} ms per frame; {:.1f} FPS "
-            "end to end".format(
+            "{} frame(s) with {}: pre {:.1f} ms, model {:.1f} ms, post {:.1f} ms per frame; {}".format(
                 count,
                 pipeline.runtime.describe(),
                 totals["pre"] / n,
                 totals["model"] / n,
                 totals["post"] / n,
-                count / wall if wall > 0 else 0.0,
+                fps_text(1000.0 / per_frame if per_frame > 0 else 0.0),
             )
         )
+    if source.skipped:
+        print(
+            "skipped {} unreadable file(s): {}".format(
+                len(source.skipped), ", ".join(name for _, name, _ in source.skipped)
+            )
+        )
+        return SKIPPED
     return 0
+
+
+def random_weights_warning(manifest):
+    """The one-line warning for an artifact exported with random weights, else None."""
+    weights = manifest["model"].get("weights")
+    if weights is None or (isinstance(weights, dict) and weights.get("kind") == "random"):
+        return "{} was exported with random weights: the poses it finds are meaningless".format(
+            manifest["model"].get("name", "this model")
+        )
+    return None
 
 
 def _check_out(out, source):
@@ -171,6 +229,8 @@ def _check_out(out, source):
     if not out:
         return
     ext = os.path.splitext(out)[1].lower()
+    from .sources import IMAGE_EXTS
+
     if source.kind == "image" and ext not in IMAGE_EXTS:
         raise EdgeposeError(
             "--out for an image source must be an image file ({})".format(", ".join(IMAGE_EXTS))
@@ -197,83 +257,110 @@ def _show(frame):
     return key in (27, ord("q"))
 
 
-def _temp_name(path):
-    """A hidden temporary name next to ``path`` with the same extension (OpenCV picks codecs by it)."""
-    folder, base = os.path.split(os.path.abspath(path))
-    stem, ext = os.path.splitext(base)
-    return os.path.join(folder, ".{}.partial{}".format(stem, ext))
-
-
-class _AtomicFile(object):
-    """A text file written under a temporary name and renamed into place on close."""
-
-    def __init__(self, path):
-        self.path = path
-        folder = os.path.dirname(os.path.abspath(path))
-        if not os.path.isdir(folder):
-            os.makedirs(folder)
-        self.tmp = _temp_name(path)
-        self.fh = open(self.tmp, "w")
-
-    def write(self, text):
-        self.fh.write(text)
-
-    def close(self):
-        self.fh.close()
-        os.replace(self.tmp, self.path)
-
-    def abort(self):
-        self.fh.close()
-        if os.path.exists(self.tmp):
-            os.remove(self.tmp)
-
-
 class _FrameWriter(object):
-    """Annotated output: one image, a folder of images, or a video; temp name + rename for each file."""
+    """Annotated output: one image, a folder of images, or a video; each file written whole (temp + rename).
+
+    :meth:`abort` removes every file and folder this run created, so a run that fails or is interrupted
+    leaves no output of its own behind.
+    """
 
     def __init__(self, out, source):
         self.out = out
         self.source = source
         self.video = None
         self.tmp = None
-        if out and source.kind == "folder" and not os.path.isdir(out):
-            os.makedirs(out)
-        elif out and not os.path.isdir(os.path.dirname(os.path.abspath(out))):
-            os.makedirs(os.path.dirname(os.path.abspath(out)))
+        self.frames = 0
+        self.created = []  # paths this run made (folders before their files), removed again by abort()
+
+    def _folder(self, folder):
+        """Make ``folder`` and its missing parents, remembering them for :meth:`abort`."""
+        missing = []
+        folder = os.path.abspath(folder)
+        while not os.path.isdir(folder):
+            if os.path.lexists(folder):
+                raise OSError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), folder)
+            missing.append(folder)
+            if os.path.dirname(folder) == folder:
+                break
+            folder = os.path.dirname(folder)
+        for path in reversed(missing):
+            os.mkdir(path)
+            self.created.append(path)
+
+    def _keep(self, path, existed):
+        if not existed:
+            self.created.append(path)
 
     def write(self, frame, name):
-        import cv2
-
         if not self.out:
             return
+        path = self.out if self.source.kind in ("image", "video", "camera") else os.path.join(self.out, name)
+        try:
+            self._write(frame, path)
+        except OSError as exc:  # name the output asked for, whatever step failed
+            raise OSError(exc.errno, exc.strerror, path) from None
+
+    def _write(self, frame, path):
+        import cv2
+
         if self.source.kind in ("image", "folder"):
-            path = self.out if self.source.kind == "image" else os.path.join(self.out, name)
-            tmp = _temp_name(path)
-            if not cv2.imwrite(tmp, frame):
-                raise EdgeposeError("cannot write image {}".format(path))
-            os.replace(tmp, path)
+            self._folder(os.path.dirname(os.path.abspath(path)))
+            ok, encoded = cv2.imencode(os.path.splitext(path)[1], frame)
+            if not ok:
+                raise EdgeposeError("cannot encode image {}".format(path))
+            existed = os.path.lexists(path)
+            write_bytes(path, encoded.tobytes())  # an OSError names the path and the cause
+            self._keep(path, existed)
             return
         if self.video is None:
+            self._folder(os.path.dirname(os.path.abspath(self.out)))
             ext = os.path.splitext(self.out)[1].lower()
-            self.tmp = _temp_name(self.out)
+            self.tmp = temp_name(self.out)
+            open(self.tmp, "wb").close()  # a folder we cannot write to fails here, with its real cause
             fourcc = cv2.VideoWriter_fourcc(*VIDEO_CODECS[ext])
             fps = self.source.fps or 30.0
             self.video = cv2.VideoWriter(self.tmp, fourcc, fps, (frame.shape[1], frame.shape[0]))
             if not self.video.isOpened():
+                discard(self.tmp)
                 raise EdgeposeError(
                     "cannot write video {} (codec {} unavailable)".format(self.out, VIDEO_CODECS[ext])
                 )
         self.video.write(frame)
+        self.frames += 1
 
     def close(self):
         if self.video is not None:
             self.video.release()
-            os.replace(self.tmp, self.out)
             self.video = None
+            _check_video(self.tmp, self.out, self.frames)  # OpenCV's writer fails silently on a full disk
+            existed = os.path.lexists(self.out)
+            publish(self.tmp, self.out)
+            self._keep(self.out, existed)
 
     def abort(self):
         if self.video is not None:
             self.video.release()
             self.video = None
-            if os.path.exists(self.tmp):
-                os.remove(self.tmp)
+        discard(self.tmp)
+        for path in reversed(self.created):
+            try:
+                os.rmdir(path) if os.path.isdir(path) else os.remove(path)
+            except OSError:
+                pass  # a folder that holds something else now stays
+        self.created = []
+
+
+def _check_video(tmp, out, frames):
+    """Raise (and remove ``tmp``) unless the video written to ``tmp`` reads back with all ``frames``."""
+    import cv2
+
+    capture = cv2.VideoCapture(tmp)
+    count = int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) if capture.isOpened() else 0
+    capture.release()
+    if count < frames:
+        discard(tmp)
+        raise EdgeposeError(
+            "cannot write video {}: it came out incomplete ({} of {} frames; is the disk full?)".format(
+                out, max(count, 0), frames
+            )
+        )

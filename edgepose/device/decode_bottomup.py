@@ -1,11 +1,16 @@
 """Bottom-up decoding for LitePose (associative embedding), following the official HigherHRNet parser.
 
 Steps (litepose.md §3): upsample the 1/4-resolution output to the 1/2-resolution one and average the
-heatmaps (and with the flip test, the flipped pass too), 5x5 max-pool NMS, top-30 peaks per joint,
-grouping by tag distance with an optimal assignment (detection threshold 0.1, tag threshold 1.0,
-cost round(dist)*100 - score), the quarter-pixel adjust, and optionally ``refine`` (fill missing
-joints from the person's mean tag). OpenCV does the resizing and
-max-pooling (per channel, on (C, H, W) maps); everything else is vectorised numpy.
+heatmaps (and with the flip test, the flipped pass too), 5x5 max-pool NMS, the top peaks per joint,
+grouping by tag distance with an optimal assignment (grouping.py: detection threshold 0.1, tag
+threshold 1.0), the quarter-pixel adjust, and optionally ``refine`` (fill missing joints from the
+person's mean tag). OpenCV does the resizing and max-pooling (per channel, on (C, H, W) maps);
+everything else is vectorised numpy.
+
+``grouping="official"`` is the official parser, exactly (top 30 peaks per joint, only 30 people may
+take joints). The default ``grouping="crowd"`` lets every person take joints, keeps up to 500 peaks per
+joint (with a warning past that) and drops people of fewer than ``min_joints`` (3) detected joints
+before ``refine``; grouping.py and docs/inference.md say why.
 
 Departures from the official code, on purpose: grouping runs on the 1/2-resolution maps by default
 (like the official Jetson demo; ``project_to_input=True`` resizes to the input size first, as the
@@ -13,19 +18,27 @@ evaluation config does), and two candidates with bit-identical first tag values 
 (the official dict keyed by tag value would merge them).
 """
 
+import warnings
+from functools import partial
+
 import cv2
 import numpy as np
 
-from .assignment import min_cost_assignment
+from .grouping import crowd_assign, group_peaks, official_assign
 
 # The official parser's defaults (LitePose's configs): one source for the decoder, pipeline and CLI.
 DET_THRESHOLD = 0.1
 TAG_THRESHOLD = 1.0
 MAX_PEOPLE = 30
+# The crowd grouping's defaults: peaks kept per joint (far above any scene a 1/2-resolution map can
+# resolve; a warning when reached) and the fewest detected joints that make a person.
+GROUPINGS = ("crowd", "official")
+GROUPING = "crowd"
+CROWD_MAX_PEOPLE = 500
+MIN_JOINTS = 3
 
 # Joint visiting order of the official parser (first J entries are used).
 JOINT_ORDER = [0, 1, 2, 3, 4, 5, 6, 11, 12, 7, 8, 9, 10, 13, 14, 15, 16]
-_PAD_COST = 1e10  # cost of "start a new person", as in the official parser
 
 
 class BottomUpDecoder(object):
@@ -37,17 +50,28 @@ class BottomUpDecoder(object):
         flip_index=None,
         det_threshold=DET_THRESHOLD,
         tag_threshold=TAG_THRESHOLD,
-        max_people=MAX_PEOPLE,
+        max_people=None,
         nms_kernel=5,
         adjust=True,
         refine=False,
         project_to_input=False,
+        grouping=GROUPING,
+        min_joints=None,
     ):
+        if grouping not in GROUPINGS:
+            raise ValueError("grouping must be one of {}, got {!r}".format(", ".join(GROUPINGS), grouping))
+        official = grouping == "official"
+        self.grouping = grouping
         self.num_joints = int(num_joints)
         self.flip_index = list(flip_index) if flip_index is not None else None
         self.det_threshold = float(det_threshold)
         self.tag_threshold = float(tag_threshold)
+        # official: peaks per joint and people that may take joints; crowd: peaks per joint only
+        if max_people is None:
+            max_people = MAX_PEOPLE if official else CROWD_MAX_PEOPLE
         self.max_people = int(max_people)
+        # fewest detected joints (before refine) that make a person; the official parser keeps every group
+        self.min_joints = int(min_joints if min_joints is not None else (1 if official else MIN_JOINTS))
         self.nms_kernel = np.ones((int(nms_kernel), int(nms_kernel)), np.uint8)
         self.adjust = bool(adjust)
         self.refine = bool(refine)
@@ -128,65 +152,47 @@ class BottomUpDecoder(object):
     def top_k(self, det):
         """NMS + top-k per joint: arrays (joint, y, x, value) of the kept peaks, sorted by joint then value."""
         joints, height, width = det.shape
-        # Only pixels above the threshold can be kept, and there are few: test the max-pool there only.
-        above = det > self.det_threshold
-        flat = np.flatnonzero(above)
         pooled = self._buffer("pooled", det.shape)
-        for j in np.flatnonzero(above.reshape(joints, -1).any(axis=1)):
+        for j in range(joints):
             cv2.dilate(det[j], self.nms_kernel, dst=pooled[j])  # == 5x5 max-pool, stride 1, padding 2
-        flat = flat[det.flat[flat] == pooled.flat[flat]]
-        vals = det.flat[flat]
+        # A peak is above the threshold and the maximum of its window (whole-map tests: cheaper than
+        # gathering the many pixels above the threshold around every person of a crowd).
+        peak = det == pooled
+        peak &= det > self.det_threshold
+        flat = np.flatnonzero(peak)
+        vals = det.reshape(-1)[flat]
         js = flat // (height * width)
         order = np.lexsort((-vals, js))
         flat, js, vals = flat[order], js[order], vals[order]
         first = np.searchsorted(js, np.arange(joints))
         keep = (np.arange(len(js)) - first[js]) < self.max_people
+        if self.grouping != "official" and not keep.all():
+            warnings.warn(
+                "more than {} peaks of one joint above {}: kept the {} strongest (max_people)".format(
+                    self.max_people, self.det_threshold, self.max_people
+                ),
+                RuntimeWarning,
+                stacklevel=3,
+            )
         flat, js, vals = flat[keep], js[keep], vals[keep]
         rest = flat - js * (height * width)
         return js, rest // width, rest % width, vals
 
     def group(self, det, tags):
         """Group peaks of det (J, H, W) by tags (J, H, W, D); returns (poses (P, J, 3) in map pixels, scores)."""
-        joints = self.num_joints
         lazy = isinstance(tags, LazyTags)
-        dim = len(tags.passes) if lazy else tags.shape[3]
         js, ys, xs, vals = self.top_k(det)
         cand_tags = tags.at(js, ys, xs) if lazy else tags[js, ys, xs]  # (N, D)
-        starts = np.searchsorted(js, np.arange(joints + 1))
-        capacity = len(js)
-        poses = np.zeros((capacity, joints, 3), np.float64)
-        tag_sum = np.zeros((capacity, dim), np.float64)
-        count = np.zeros(capacity, np.float64)
-        n_groups = 0
-        for joint in self.joint_order:
-            lo, hi = starts[joint], starts[joint + 1]
-            if hi == lo:
-                continue
-            found = np.stack([xs[lo:hi], ys[lo:hi], vals[lo:hi]], axis=1)
-            ctags = cand_tags[lo:hi]
-            new = np.ones(hi - lo, dtype=bool)
-            if n_groups:
-                matched = min(n_groups, self.max_people)
-                means = tag_sum[:matched] / count[:matched, None]
-                dist = np.sqrt(((ctags[:, None, :] - means[None, :, :]) ** 2).sum(axis=2))
-                cost = np.round(dist) * 100.0 - found[:, 2:3]
-                if cost.shape[0] > matched:
-                    pad = np.full((cost.shape[0], cost.shape[0] - matched), _PAD_COST)
-                    cost = np.concatenate([cost, pad], axis=1)
-                cols = min_cost_assignment(cost)
-                rows = np.arange(len(cols))
-                ok = cols < matched
-                ok[ok] = dist[rows[ok], cols[ok]] < self.tag_threshold
-                poses[cols[ok], joint] = found[ok]
-                tag_sum[cols[ok]] += ctags[ok]
-                count[cols[ok]] += 1
-                new = ~ok
-            n_new = int(new.sum())
-            poses[n_groups : n_groups + n_new, joint] = found[new]
-            tag_sum[n_groups : n_groups + n_new] = ctags[new]
-            count[n_groups : n_groups + n_new] = 1
-            n_groups += n_new
-        poses = poses[:n_groups]
+        if self.grouping == "official":
+            assign, max_groups = partial(official_assign, tag_threshold=self.tag_threshold), self.max_people
+        else:
+            assign, max_groups = partial(crowd_assign, tag_threshold=self.tag_threshold), None
+        poses, count = group_peaks(
+            js, xs, ys, vals, cand_tags, self.num_joints, self.joint_order, assign, max_groups
+        )
+        if self.min_joints > 1:
+            poses = poses[count >= self.min_joints]
+        n_groups = len(poses)
         if self.adjust and n_groups:
             _quarter_adjust(poses, det)
         scores = poses[:, :, 2].mean(axis=1) if n_groups else np.zeros(0)

@@ -34,26 +34,39 @@ def draw_poses(frame, people, skeleton, threshold=0.3, radius=None, thickness=No
     return frame
 
 
-def draw_timings(frame, timings, fps=None):
-    """Write 'pre/model/post ms' and FPS in the top-left corner."""
+FPS_COVERS = "pre+model+post"  # what every FPS figure edgepose prints covers (overlay, JSON lines, summary)
+
+
+def fps_text(fps):
+    """The one way an FPS figure is written, with what it covers."""
+    return "{:.1f} FPS ({})".format(fps, FPS_COVERS)
+
+
+def draw_label(frame, lines, corner=(8, 8)):
+    """Write ``lines`` in the top-left corner on a dark box sized by OpenCV itself (legible on OpenCV 4 and 5)."""
+    scale = max(0.45, frame.shape[1] / 1400.0)
+    thickness = max(1, int(round(scale * 1.5)))
+    font = cv2.FONT_HERSHEY_SIMPLEX
+    sizes = [cv2.getTextSize(line, font, scale, thickness) for line in lines]
+    pad = max(3, int(6 * scale))
+    height = sum(h + base + pad for (_, h), base in sizes) + pad
+    width = max(w for (w, _), _ in sizes) + 2 * pad
+    x0, y0 = corner
+    cv2.rectangle(frame, (x0, y0), (x0 + width, y0 + height), (0, 0, 0), -1)
+    y = y0
+    for line, ((_, h), base) in zip(lines, sizes):
+        y += pad + h
+        cv2.putText(frame, line, (x0 + pad, y), font, scale, (255, 255, 255), thickness, cv2.LINE_AA)
+        y += base
+    return frame
+
+
+def draw_timings(frame, timings, fps=None, warning=None):
+    """Write 'pre/model/post ms', the FPS (with what it covers) and a warning line (e.g. random weights)."""
     text = "pre {:.1f} model {:.1f} post {:.1f} ms".format(timings["pre"], timings["model"], timings["post"])
     if fps:
-        text += "  {:.1f} FPS".format(fps)
-    scale = max(0.4, frame.shape[1] / 1400.0)
-    cv2.putText(
-        frame, text, (8, int(24 * scale) + 4), cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), 3, cv2.LINE_AA
-    )
-    cv2.putText(
-        frame,
-        text,
-        (8, int(24 * scale) + 4),
-        cv2.FONT_HERSHEY_SIMPLEX,
-        scale,
-        (255, 255, 255),
-        1,
-        cv2.LINE_AA,
-    )
-    return frame
+        text += "  " + fps_text(fps)
+    return draw_label(frame, [text] + ([warning] if warning else []))
 
 
 def _pt(x, y):

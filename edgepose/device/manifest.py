@@ -1,4 +1,4 @@
-"""Read an artifact folder's manifest.json and check the model file against its sha256.
+"""Read an artifact folder's manifest.json and check the folder's files against their sha256.
 
 The manifest (docs/manifest.md, schema ``edgepose.manifest/1``) tells the device side everything it
 needs: the model kind, joints, input layout and normalisation, and the outputs by role. Unknown keys
@@ -10,16 +10,15 @@ import json
 import os
 
 from .errors import EdgeposeError
+from .formats import get_backend, get_format
 
 SCHEMA = "edgepose.manifest/1"
-# The file each backend loads; the TensorRT engine is built on the device from model.onnx.
-MODEL_FILES = {"onnxruntime": "model.onnx", "tflite": "model.tflite", "tensorrt": "model.engine"}
-DEFAULT_BACKENDS = {"onnx": "onnxruntime", "tflite": "tflite", "tensorrt": "tensorrt"}
+MANIFEST = "manifest.json"
 
 
 def load_manifest(model_dir):
     """Return the parsed manifest.json of ``model_dir``; a clear error if it is missing or not ours."""
-    path = os.path.join(model_dir, "manifest.json")
+    path = os.path.join(model_dir, MANIFEST)
     if not os.path.isdir(model_dir):
         raise EdgeposeError("model folder not found: {}".format(model_dir))
     if not os.path.isfile(path):
@@ -43,30 +42,42 @@ def load_manifest(model_dir):
 
 
 def default_backend(manifest):
-    """The backend the manifest asks for (runtime.backend, else the one that fits the format)."""
+    """The backend the manifest asks for (runtime.backend, else the format's default)."""
     backend = (manifest.get("runtime") or {}).get("backend")
-    return backend or DEFAULT_BACKENDS.get(manifest.get("format"), "onnxruntime")
+    return backend or get_format(manifest.get("format")).backends[0]
 
 
 def model_file(model_dir, manifest, backend, verify=True):
-    """Path of the file ``backend`` loads, after checking it against the manifest's sha256."""
-    if backend not in MODEL_FILES:
-        raise EdgeposeError("unknown backend {!r}; known: {}".format(backend, ", ".join(sorted(MODEL_FILES))))
-    name = MODEL_FILES[backend]
+    """Path of the file ``backend`` loads, after checking every file the manifest lists (model and code).
+
+    A backend whose file is built on the device (a TensorRT engine) is checked through the file it is
+    built from, which the manifest lists, and the build's own record of that file's sha256.
+    """
+    fmt = get_format(manifest.get("format"))
+    if backend not in fmt.backends:
+        raise EdgeposeError(
+            "backend {!r} cannot run this {} artifact; choose one of: {}".format(
+                backend, fmt.name, ", ".join(fmt.backends)
+            )
+        )
+    name = get_backend(backend).model_file
     path = os.path.join(model_dir, name)
+    built_here = name != fmt.model_file
     if not os.path.isfile(path):
-        if backend == "tensorrt" and os.path.isfile(os.path.join(model_dir, "model.onnx")):
+        if built_here and os.path.isfile(os.path.join(model_dir, fmt.model_file)):
             raise EdgeposeError(
-                "no model.engine in {}: build it on this device first with `python3 build_engine.py`".format(
-                    model_dir
+                "no {} in {}: build it on this device first with `python3 build_engine.py`".format(
+                    name, model_dir
                 )
             )
         raise EdgeposeError("{} has no {} for the {} backend".format(model_dir, name, backend))
     if verify:
-        # The engine is built on the device, so only the ONNX it came from is in the manifest.
-        checked = "model.onnx" if backend == "tensorrt" else name
-        verify_file(model_dir, manifest, checked)
-        if backend == "tensorrt":
+        if fmt.model_file not in (manifest.get("artifacts") or {}):
+            raise EdgeposeError(
+                "manifest.json in {} records no sha256 for {}".format(model_dir, fmt.model_file)
+            )
+        verify_artifacts(model_dir, manifest)
+        if built_here:
             _check_engine_source(model_dir, manifest)
     return path
 
@@ -81,11 +92,12 @@ def _check_engine_source(model_dir, manifest):
             built_from = json.load(fh).get("onnx_sha256")
     except (OSError, ValueError, AttributeError):
         return
-    expected = ((manifest.get("artifacts") or {}).get("model.onnx") or {}).get("sha256")
+    source = get_format(manifest.get("format")).model_file
+    expected = ((manifest.get("artifacts") or {}).get(source) or {}).get("sha256")
     if built_from and expected and built_from != expected:
         raise EdgeposeError(
-            "model.engine in {} was built from another model.onnx: rebuild it with `python3 build_engine.py`".format(
-                model_dir
+            "the engine in {} was built from another {}: rebuild it with `python3 build_engine.py`".format(
+                model_dir, source
             )
         )
 
@@ -103,6 +115,33 @@ def verify_file(model_dir, manifest, name):
                 name, model_dir, actual[:12], entry["sha256"][:12]
             )
         )
+
+
+def verify_artifacts(model_dir, manifest):
+    """Raise unless every file the manifest lists is in ``model_dir`` with its sha256; one line per mismatch.
+
+    The code next to the model (``edgepose_device/*.py``, run.py, the engine builder) is checked too: an
+    edited copy would run silently otherwise.
+    """
+    problems = []
+    for name, entry in sorted((manifest.get("artifacts") or {}).items()):
+        expected = entry.get("sha256") if isinstance(entry, dict) else None
+        path = os.path.join(model_dir, name)
+        if not expected:
+            problems.append("manifest.json in {} records no sha256 for {}".format(model_dir, name))
+        elif not os.path.isfile(path):
+            problems.append("{} in {} is missing (manifest.json lists it)".format(name, model_dir))
+        else:
+            actual = sha256_of(path)
+            if actual != expected:
+                problems.append(
+                    "{} in {} does not match its manifest (sha256 {}..., expected {}...)".format(
+                        name, model_dir, actual[:12], expected[:12]
+                    )
+                )
+    if problems:
+        problems[-1] += ": the folder was changed or damaged; export or copy it again"
+        raise EdgeposeError("\n".join(problems))
 
 
 def sha256_of(path):

@@ -11,7 +11,7 @@ import time
 
 import numpy as np
 
-from .decode_bottomup import DET_THRESHOLD, MAX_PEOPLE, TAG_THRESHOLD, BottomUpDecoder
+from .decode_bottomup import DET_THRESHOLD, GROUPING, GROUPINGS, TAG_THRESHOLD, BottomUpDecoder
 from .decode_topdown import TopDownDecoder
 from .errors import EdgeposeError
 from .manifest import input_hw, load_manifest, output_by_role
@@ -32,8 +32,10 @@ class PosePipeline(object):
         dark=False,
         det_threshold=DET_THRESHOLD,
         tag_threshold=TAG_THRESHOLD,
-        max_people=MAX_PEOPLE,
+        max_people=None,
         min_score=0.0,
+        grouping=GROUPING,
+        min_joints=None,
         runtime=None,
         manifest=None,
     ):
@@ -42,6 +44,9 @@ class PosePipeline(object):
         self.kind = model.get("kind")
         self.flip = bool(flip)
         self.min_score = float(min_score)
+        # People kept per frame, best first (None: all). COCO's AP scores 20 per image; the decoder's
+        # own caps (peaks per joint, groups) are its business.
+        self.max_people = None if max_people is None else int(max_people)
         flip_index = model.get("flip_index")
         if self.flip and not flip_index:
             raise EdgeposeError("--flip needs the joints' flip_index, which this manifest lacks")
@@ -53,13 +58,20 @@ class PosePipeline(object):
                 raise EdgeposeError("a bottom-up manifest needs an output with role 'heatmaps_tags'")
             heat = output_by_role(self.manifest, "heatmaps")
             self.out_names = (tags["name"], heat["name"] if heat else None)
+            if min_joints is not None and int(min_joints) < 1:
+                raise EdgeposeError("--min-joints must be at least 1, got {}".format(min_joints))
+            if grouping not in GROUPINGS:
+                raise EdgeposeError(
+                    "unknown grouping {!r} (one of {})".format(grouping, ", ".join(GROUPINGS))
+                )
             self.decoder = BottomUpDecoder(
                 int(model["num_joints"]),
                 flip_index,
                 det_threshold=det_threshold,
                 tag_threshold=tag_threshold,
-                max_people=max_people,
                 refine=refine,
+                grouping=grouping,
+                min_joints=min_joints,
             )
         elif self.kind == "top-down":
             heat = output_by_role(self.manifest, "heatmaps")
@@ -96,12 +108,11 @@ class PosePipeline(object):
         )
         if len(poses):
             poses[:, :, :2] = to_image(poses[:, :, :2], matrix)
+        # Every person the decoder found, best first (no cut: crowds have more than 30 people).
         order = np.argsort(-scores, kind="stable")
-        people = [
-            _person(poses[i], scores[i], None)
-            for i in order[: self.decoder.max_people]
-            if scores[i] >= self.min_score
-        ]
+        people = [_person(poses[i], scores[i], None) for i in order if scores[i] >= self.min_score]
+        if self.max_people is not None:
+            del people[self.max_people :]
         t3 = time.perf_counter()
         return {"people": people, "timings": _timings(t0, t1, t2, t3)}
 

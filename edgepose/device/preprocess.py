@@ -11,6 +11,17 @@ import numpy as np
 
 from .errors import EdgeposeError
 
+# ImageNet statistics, as both papers' pre-processing uses; every manifest's input section states them.
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+# How every exported model wants its input: RGB, /255, then ImageNet mean/std (manifest ``input``).
+INPUT_NORMALIZATION = {
+    "color": "RGB",
+    "scale": 1.0 / 255.0,
+    "mean": list(IMAGENET_MEAN),
+    "std": list(IMAGENET_STD),
+}
+
 
 def letterbox_matrix(image_hw, input_hw):
     """Affine image -> input that fits the whole image into the input, centred."""
@@ -45,6 +56,14 @@ def warp(image, matrix, input_hw):
         borderMode=cv2.BORDER_CONSTANT,
         borderValue=(0, 0, 0),
     )
+
+
+def model_input_matrix(image_hw, input_hw, kind):
+    """The affine a model of ``kind`` sees a whole image through: letterboxed (bottom-up), or the image
+    as one person box (top-down, as run.py does when no boxes are given)."""
+    if kind == "top-down":
+        return box_matrix([0.0, 0.0, float(image_hw[1]), float(image_hw[0])], input_hw)
+    return letterbox_matrix(image_hw, input_hw)
 
 
 def to_image(points, matrix):

@@ -1,12 +1,18 @@
 """Frame sources: a camera index, a video file, an image, or a folder of images.
 
 Each source yields (index, name, BGR frame). Missing or unreadable inputs are an EdgeposeError with
-one clear line, checked before the model is loaded where possible.
+one clear line, checked before the model is loaded where possible. In a folder, one unreadable file does
+not stop the others: it is skipped and reported (``on_problem``; a warning on stderr by default), and
+only a folder with no readable image at all is an error. A JPEG cut short (no end-of-image marker) is
+named as such: skipped where OpenCV refuses it (5.x), decoded as far as it goes with a warning where
+OpenCV fills the rest with gray (4.x).
 """
 
 import os
+import sys
 
 import cv2
+import numpy as np
 
 from .errors import EdgeposeError
 
@@ -16,8 +22,10 @@ IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 class Source(object):
     """Iterate over frames; ``kind`` is 'camera', 'video', 'image' or 'folder'; ``fps`` where known."""
 
-    def __init__(self, spec):
+    def __init__(self, spec, on_problem=None):
         self.spec = str(spec)
+        self.on_problem = on_problem or _warn
+        self.skipped = []  # (index, file name, reason) of the folder's files that could not be read
         self.fps = None
         self.paths = []
         self.capture = None
@@ -72,15 +80,48 @@ class Source(object):
 
     def _images(self):
         for index, path in enumerate(self.paths):
-            frame = cv2.imread(path, cv2.IMREAD_COLOR)
+            name = os.path.basename(path)
+            frame, problem = read_image(path)
             if frame is None:
-                raise EdgeposeError("cannot read image {} (not an image OpenCV can decode)".format(path))
-            yield index, os.path.basename(path), frame
+                if self.kind != "folder":
+                    raise EdgeposeError("cannot read image {}: {}".format(path, problem))
+                self.skipped.append((index, name, problem))
+                self.on_problem(index, name, problem, True)
+                continue
+            if problem:
+                self.on_problem(index, name, problem, False)
+            yield index, name, frame
+        if self.kind == "folder" and len(self.skipped) == len(self.paths):
+            raise EdgeposeError(
+                "no readable image in folder {} ({} file(s) skipped)".format(self.spec, len(self.skipped))
+            )
 
     def close(self):
         """Release the camera or video (iteration releases it too)."""
         if self.capture is not None:
             self.capture.release()
+
+
+def read_image(path):
+    """(BGR frame or None, problem or None): why a file cannot be read, or a warning about one that can."""
+    try:
+        with open(path, "rb") as fh:
+            data = fh.read()
+    except OSError as exc:
+        return None, exc.strerror or str(exc)
+    frame = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR) if data else None
+    truncated = data[:2] == b"\xff\xd8" and not data.rstrip(b"\x00\r\n\t ").endswith(b"\xff\xd9")
+    if frame is None:
+        if truncated:
+            return None, "truncated JPEG (no end-of-image marker)"
+        return None, "not an image OpenCV can decode" if data else "empty file"
+    if truncated:  # older OpenCV decodes what is there and fills the rest with gray
+        return frame, "truncated JPEG (no end-of-image marker): the missing part is gray"
+    return frame, None
+
+
+def _warn(index, name, problem, skipped):
+    sys.stderr.write("warning: {}: {}{}\n".format(name, "skipped, " if skipped else "", problem))
 
 
 class BoxFile(object):

@@ -15,12 +15,16 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from edgepose.device.preprocess import Normalizer, box_matrix, letterbox_matrix, warp
+from edgepose.device.preprocess import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    INPUT_NORMALIZATION,
+    Normalizer,
+    model_input_matrix,
+    warp,
+)
+from edgepose.device.sources import IMAGE_EXTS
 from edgepose.errors import EdgeposeError
-from edgepose.export.parity import MEAN, STD
-
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
-INPUT_SPEC = {"color": "RGB", "scale": 1.0 / 255.0, "mean": list(MEAN), "std": list(STD)}
 
 
 def input_value_range() -> tuple[float, float]:
@@ -29,8 +33,8 @@ def input_value_range() -> tuple[float, float]:
     Pixels are 0..255 in every image, so this range is known exactly; calibrating it instead would clip
     whatever the calibration images happen not to contain (a white shirt, a black coat).
     """
-    lows = [(0.0 - m) / s for m, s in zip(MEAN, STD)]
-    highs = [(1.0 - m) / s for m, s in zip(MEAN, STD)]
+    lows = [(0.0 - m) / s for m, s in zip(IMAGENET_MEAN, IMAGENET_STD)]
+    highs = [(1.0 - m) / s for m, s in zip(IMAGENET_MEAN, IMAGENET_STD)]
     return float(min(lows)), float(max(highs))
 
 
@@ -44,22 +48,18 @@ def find_images(folder: str | os.PathLike | None) -> list[Path]:
     path = Path(folder)
     if not path.is_dir():
         raise EdgeposeError(f"--calib must be a folder of images (jpg/png), got {path}")
-    images = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    images = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTS)
     if not images:
         raise EdgeposeError(
-            f"no calibration images in {path} (looked for {', '.join(IMAGE_SUFFIXES)}); int8 needs real frames"
+            f"no calibration images in {path} (looked for {', '.join(IMAGE_EXTS)}); int8 needs real frames"
         )
     return images
 
 
 def preprocess(image_bgr: np.ndarray, input_size: tuple[int, int], kind: str) -> np.ndarray:
     """One BGR uint8 image -> the (3, H, W) float32 model input, as the device pipeline makes it."""
-    h, w = image_bgr.shape[:2]
-    if kind == "top-down":
-        matrix = box_matrix([0.0, 0.0, float(w), float(h)], input_size)
-    else:
-        matrix = letterbox_matrix((h, w), input_size)
-    return Normalizer(INPUT_SPEC)([warp(image_bgr, matrix, input_size)])[0]
+    matrix = model_input_matrix(image_bgr.shape[:2], input_size, kind)
+    return Normalizer(INPUT_NORMALIZATION)([warp(image_bgr, matrix, input_size)])[0]
 
 
 def load_calibration(

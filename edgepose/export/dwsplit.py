@@ -23,14 +23,13 @@ first tile only. Layouts (all exact; ``benchmarks/dwsplit_candidates.py`` times 
 from __future__ import annotations
 
 import copy
-from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from edgepose.device.formats import TFLiteOptions
 from edgepose.errors import EdgeposeError
 
 # The largest depthwise micro-kernel XNNPACK has (the "25p" unipass kernels; fp32, fp16 and int8,
@@ -38,8 +37,9 @@ from edgepose.errors import EdgeposeError
 # depthwise conv with more taps to the IGEMM path.
 MAX_TAPS = 25
 LAYOUTS = ("columns", "rows", "centred", "ring")
-# Chosen by measurement (docs/tflite.md, benchmarks/results/dwsplit_candidates.md).
-DEFAULT_LAYOUT = "ring"
+# The recipes' default (its one home is TFLiteOptions), chosen by measurement (docs/tflite.md,
+# benchmarks/results/dwsplit_candidates.md).
+DEFAULT_LAYOUT = TFLiteOptions().depthwise_split
 
 
 @dataclass(frozen=True)
@@ -257,10 +257,10 @@ def split_depthwise(
     return model, report
 
 
-def apply(model: nn.Module, options: Mapping[str, Any]) -> tuple[nn.Module, dict]:
-    """Split ``model`` as a recipe's ``depthwise_split`` option says (default :data:`DEFAULT_LAYOUT`;
-    ``"none"`` turns it off); returns the model and the manifest's record of what was done."""
-    layout = options.get("depthwise_split", DEFAULT_LAYOUT)
+def apply(model: nn.Module, options: TFLiteOptions) -> tuple[nn.Module, dict]:
+    """Split ``model`` as the recipe's ``[tflite] depthwise_split`` says (``"none"`` turns it off);
+    returns the model and the manifest's record of what was done."""
+    layout = options.depthwise_split
     if layout != "none" and layout not in LAYOUTS:
         raise EdgeposeError(
             f"unknown depthwise_split {layout!r} in the recipe; choose one of: none, {', '.join(LAYOUTS)}"

@@ -21,6 +21,7 @@ import torch
 
 import edgepose
 from edgepose.atomic import write_bytes
+from edgepose.device.formats import format_of_lowering
 from edgepose.errors import EdgeposeError
 from edgepose.export import parity
 from edgepose.export.fold import fold_batchnorm
@@ -28,7 +29,7 @@ from edgepose.export.fold import fold_batchnorm
 if TYPE_CHECKING:
     from edgepose.export.pipeline import ExportJob
 
-MODEL_FILE = "model.onnx"
+MODEL_FILE = format_of_lowering(__name__).model_file
 
 
 def export_onnx(job: ExportJob, opset: int, dynamic_batch: bool) -> tuple[onnx.ModelProto, dict[str, Any]]:
@@ -112,6 +113,7 @@ def check_parity(job: ExportJob, model_bytes: bytes, dynamic_batch: bool) -> dic
         "reference": "pytorch fp32",
         "runtime": f"onnxruntime {ort.__version__}",
         "input": input_note,
+        "recipe_thresholds": job.recipe.parity,
         **result,
     }
 
@@ -136,20 +138,13 @@ def tool_versions() -> dict[str, str]:
     """Versions of the ONNX tools used, for the manifest."""
     import onnxruntime as ort
 
-    return {"onnx": onnx.__version__, "onnxruntime": ort.__version__, "onnxslim": onnxslim.__version__}
+    return {module.__name__: module.__version__ for module in (onnx, ort, onnxslim)}
 
 
 def lower(job: ExportJob) -> dict[str, Any]:
-    """Format "onnx": write model.onnx (fp32) checked against PyTorch; return manifest fragments."""
-    if job.precision != "fp32":
-        raise EdgeposeError(f"the onnx format writes fp32 only, not {job.precision}")
+    """The ONNX format: write the fp32 ONNX checked against PyTorch; return manifest fragments."""
     _, settings, figures = write_onnx(job, job.recipe.opset, job.recipe.dynamic_batch)
-    return {
-        "export": settings,
-        "tools": tool_versions(),
-        "parity": figures,
-        "runtime": {"backend": "onnxruntime"},
-    }
+    return {"export": settings, "tools": tool_versions(), "parity": figures}
 
 
 def load(path: str | Path) -> onnx.ModelProto:

@@ -1,56 +1,55 @@
-"""Parity checks: run an exported model and PyTorch on the same real photo and compare the outputs.
+"""Parity gates: an exported model and PyTorch on the same real photo, compared against limits.
 
-The input is scikit-image's ``astronaut`` (bundled with the package, nothing to download),
-letterboxed to the model's input size and normalised like inference pre-processing, so that the
-heatmaps have real peaks and peak agreement means something. The figures go into the manifest.
+The input is scikit-image's ``astronaut`` (bundled with the package, nothing to download), brought to
+the model's input exactly as the device pipeline brings a frame (``edgepose.device.preprocess``), so
+that the heatmaps have real peaks and peak agreement means something.
+
+:func:`gate` is a pure function: reference and candidate outputs, the recipe's limits and what is
+known about the network's own noise in; the verdict, the effective limits and the figures out. The
+figures go into the manifest.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from dataclasses import dataclass
 
-import cv2
 import numpy as np
 
+from edgepose.device.preprocess import INPUT_NORMALIZATION, Normalizer, letterbox_matrix, warp
 from edgepose.errors import EdgeposeError
+from edgepose.export.recipe import PARITY_THRESHOLDS
 
-# ImageNet statistics, as both papers' pre-processing uses; written into every manifest.
-MEAN = (0.485, 0.456, 0.406)
-STD = (0.229, 0.224, 0.225)
 SAMPLE_NAME = "astronaut (skimage), letterboxed"
 NOISE_FACTOR = 2.0  # candidate vs fp32 may be off by fp32's error plus its own, each <= the floor
 
 
-def letterbox(image: np.ndarray, height: int, width: int) -> np.ndarray:
-    """Resize ``image`` (H, W, C uint8) to fit ``height`` x ``width`` keeping its aspect, pad with zeros."""
-    h, w = image.shape[:2]
-    scale = min(height / h, width / w)
-    new_h, new_w = max(1, round(h * scale)), max(1, round(w * scale))
-    resized = cv2.resize(image, (new_w, new_h), interpolation=cv2.INTER_LINEAR)
-    out = np.zeros((height, width, image.shape[2]), dtype=image.dtype)
-    top, left = (height - new_h) // 2, (width - new_w) // 2
-    out[top : top + new_h, left : left + new_w] = resized
-    return out
+@dataclass(frozen=True)
+class Floor:
+    """What a network loses before this converter is involved, and how far below it a file may go.
 
+    ``outputs``: figures per output (:func:`output_figures`) of e.g. the BN-folded model with fp16-rounded
+    weights in PyTorch, or onnxruntime's int8 of the same network.
+    """
 
-def normalize(image_rgb: np.ndarray) -> np.ndarray:
-    """uint8 RGB (H, W, 3) -> float32 (H, W, 3): /255, then ImageNet mean/std."""
-    x = image_rgb.astype(np.float32) / 255.0
-    return (x - np.asarray(MEAN, np.float32)) / np.asarray(STD, np.float32)
+    outputs: Mapping[str, dict]
+    margin: Mapping[str, float]  # {"sqnr_db": dB, "peak_agreement": fraction}
 
 
 def sample_input(input_size: tuple[int, int], layout: str = "NCHW", batch: int = 1) -> np.ndarray:
-    """The parity input: astronaut photo at ``input_size`` (H, W), float32, batch first."""
+    """The parity input: the astronaut photo at ``input_size`` (H, W), float32, batch first.
+
+    A batch alternates the photo and its mirror image, so that mixing up images in a batch shows.
+    """
     from skimage import data  # dev/export dependency; imported late so the module loads without it
 
-    height, width = input_size
     if layout not in ("NCHW", "NHWC"):
         raise EdgeposeError(f"unknown layout {layout!r}; expected NCHW or NHWC")
-    x = normalize(letterbox(data.astronaut(), height, width))  # H, W, C
-    # A batch alternates the photo and its mirror image, so that mixing up images in a batch shows.
-    images = np.stack([x if i % 2 == 0 else x[:, ::-1] for i in range(batch)])
-    return np.ascontiguousarray(images.transpose(0, 3, 1, 2) if layout == "NCHW" else images)
+    bgr = np.ascontiguousarray(data.astronaut()[..., ::-1])
+    crop = warp(bgr, letterbox_matrix(bgr.shape[:2], input_size), input_size)
+    images = Normalizer(INPUT_NORMALIZATION)([crop if i % 2 == 0 else crop[:, ::-1] for i in range(batch)])
+    return np.ascontiguousarray(images if layout == "NCHW" else images.transpose(0, 2, 3, 1))
 
 
 def peak_agreement(reference: np.ndarray, candidate: np.ndarray, channels: int | None = None) -> float:
@@ -82,13 +81,52 @@ def output_figures(reference: np.ndarray, candidate: np.ndarray, heatmap_channel
     }
 
 
-def _failures(name: str, figures: dict, thresholds: Mapping[str, float], noise_factor: float) -> list[str]:
+def relative_limits(
+    limits: Mapping[str, float], floor: Mapping[str, dict], margin: Mapping[str, float]
+) -> dict[str, float]:
+    """The bars, lowered to (floor - margin) where the floor itself is below them.
+
+    ``floor``: figures per output of what the network costs before this converter is involved.
+    """
+    out = dict(limits)
+    worst_sqnr = min((f["sqnr_db"] for f in floor.values() if f["sqnr_db"] is not None), default=None)
+    if "min_sqnr_db" in out and worst_sqnr is not None:
+        out["min_sqnr_db"] = min(out["min_sqnr_db"], worst_sqnr - margin["sqnr_db"])
+    if "min_peak_agreement" in out:
+        worst_peaks = min(f["peak_agreement"] for f in floor.values())
+        if worst_peaks < out["min_peak_agreement"]:  # the floor itself moves peaks
+            out["min_peak_agreement"] = worst_peaks - margin["peak_agreement"]
+    return out
+
+
+def effective_limits(
+    limits: Mapping[str, float], noise: Mapping[str, float] | None = None, floor: Floor | None = None
+) -> dict[str, float]:
+    """The thresholds a gate checks: the recipe's, adjusted for the network's own noise.
+
+    Where PyTorch's fp32 is itself further than ``max_abs_diff`` from fp64 on the photo (``noise``) and
+    the limits name a ``noisy_min_sqnr_db``, an absolute bar says nothing: the gate becomes that SQNR.
+    A ``floor`` lowers the SQNR / peak bars to what the network loses anyway (:func:`relative_limits`).
+    """
+    out = {k: float(v) for k, v in limits.items() if k in PARITY_THRESHOLDS}
+    noisy_sqnr = limits.get("noisy_min_sqnr_db")
+    if (
+        noise
+        and noisy_sqnr is not None
+        and "max_abs_diff" in out
+        and max(noise.values()) > out["max_abs_diff"]
+    ):
+        del out["max_abs_diff"]
+        out["min_sqnr_db"] = max(float(noisy_sqnr), out.get("min_sqnr_db", -math.inf))
+    if floor is not None:
+        out = relative_limits(out, floor.outputs, floor.margin)
+    return out
+
+
+def _failures(name: str, figures: dict, thresholds: Mapping[str, float]) -> list[str]:
     out = []
     for key in ("max_abs_diff", "mean_abs_diff"):
-        limit = thresholds.get(key)
-        if key == "max_abs_diff" and limit is not None and figures.get("fp32_noise_floor") is not None:
-            limit = max(limit, noise_factor * figures["fp32_noise_floor"])
-            figures["max_abs_diff_limit"] = limit
+        limit = figures.get(f"{key}_limit", thresholds.get(key))
         if limit is not None and not figures[key] <= limit:
             out.append(f"{name}: {key} {figures[key]:.3g} > {limit:.3g}")
     sqnr = figures["sqnr_db"]
@@ -106,35 +144,40 @@ def noise_floor(reference: Mapping[str, np.ndarray], exact: Mapping[str, np.ndar
     return {k: float(np.max(np.abs(reference[k].astype(np.float64) - exact[k]))) for k in reference}
 
 
-def compare(
+def gate(
     reference: Mapping[str, np.ndarray],
     candidate: Mapping[str, np.ndarray],
-    thresholds: Mapping[str, float],
+    limits: Mapping[str, float],
     heatmap_channels: Mapping[str, int] | None = None,
-    floor: Mapping[str, float] | None = None,
-    noise_factor: float = NOISE_FACTOR,
+    noise: Mapping[str, float] | None = None,
+    floor: Floor | None = None,
 ) -> dict:
-    """Compare outputs by name (NCHW); ``passed`` is True when every output meets every threshold.
+    """Compare outputs by name (NCHW) under ``limits``; ``passed`` when every output meets every threshold.
 
-    ``heatmap_channels`` maps an output name to how many leading channels are heatmaps (for
-    peak agreement; e.g. J for LitePose's heatmaps+tags output); default: all channels.
-    ``floor`` (from :func:`noise_floor`) lets ``max_abs_diff`` grow to ``noise_factor`` x PyTorch's own
-    fp32 rounding noise (a runtime summing in another order adds its own rounding): a deep network
-    with outputs in the hundreds (Lite-HRNet with full-strength random gates) cannot be reproduced to
-    1e-4 by any fp32 runtime, PyTorch included, while a wrong graph is off by far more.
+    ``limits``: a recipe's parity table (thresholds and the fp32 noise settings). ``heatmap_channels``
+    maps an output to how many leading channels are heatmaps (for peak agreement; e.g. J for LitePose's
+    heatmaps+tags output); default: all. ``noise`` (from :func:`noise_floor`) lets ``max_abs_diff`` grow
+    to ``noise_factor`` x PyTorch's own fp32 rounding noise per output (a runtime summing in another
+    order adds its own rounding), and may switch the bar to SQNR (:func:`effective_limits`); a wrong
+    graph is off by far more. ``floor`` lowers the bars to what the network loses anyway. Returns
+    ``{"outputs", "thresholds" (the effective ones), "passed", "failures"}``.
     """
     missing = sorted(set(reference) - set(candidate))
     if missing:
         raise EdgeposeError(f"the exported model lacks outputs {missing}; it has {sorted(candidate)}")
+    thresholds = effective_limits(limits, noise, floor)
+    factor = float(limits.get("noise_factor", NOISE_FACTOR))
     channels = heatmap_channels or {}
     outputs, failures = {}, []
     for name, ref in reference.items():
         figures = output_figures(np.asarray(ref), np.asarray(candidate[name]), channels.get(name))
-        if floor is not None:
-            figures["fp32_noise_floor"] = floor[name]
+        if noise is not None:
+            figures["fp32_noise_floor"] = noise[name]
+            if "max_abs_diff" in thresholds:
+                figures["max_abs_diff_limit"] = max(thresholds["max_abs_diff"], factor * noise[name])
         outputs[name] = figures
-        failures += _failures(name, figures, thresholds, noise_factor)
-    return {"outputs": outputs, "thresholds": dict(thresholds), "passed": not failures, "failures": failures}
+        failures += _failures(name, figures, thresholds)
+    return {"outputs": outputs, "thresholds": thresholds, "passed": not failures, "failures": failures}
 
 
 def summary(result: dict) -> str:

@@ -1,10 +1,13 @@
 """``export_model``: model + recipe -> one artifact folder (model file, manifest.json, device code).
 
-The pipeline builds the registered model, loads weights, resolves the recipe against the CLI
-flags, and hands an :class:`ExportJob` to the format's module (``lower(job) -> dict``, imported
-lazily from :data:`LOWERINGS`). The lowering writes its files into ``job.stage`` and checks them
-against PyTorch; the pipeline then writes manifest.json (docs/manifest.md), copies the device
-package and launchers, and renames the staging folder into place. Any failure leaves no folder.
+The pipeline builds the registered model, loads weights, resolves the recipe against the flags, and
+hands an immutable :class:`ExportJob` to the format's lowering (``lower(job) -> fragment``, the module
+named by the format table, imported lazily). The lowering writes its model file into ``job.stage``
+after checking it against PyTorch; the pipeline then writes manifest.json (docs/manifest.md), copies
+the device package and launchers, and publishes the staging folder at ``--out`` (:func:`edgepose.atomic.staged_dir`:
+an existing folder is swapped out atomically, and only if it is an edgepose artifact holding nothing but
+what edgepose wrote, or with ``force``). Any failure, Ctrl-C included, leaves no folder and the old one as
+it was.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ import platform
 import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,22 +30,18 @@ from torch import nn
 
 import edgepose
 from edgepose.atomic import staged_dir, write_text
-from edgepose.device.manifest import sha256_of
+from edgepose.device.formats import get_format, model_files
+from edgepose.device.manifest import MANIFEST, SCHEMA, load_manifest, sha256_of
+from edgepose.device.preprocess import INPUT_NORMALIZATION
 from edgepose.device.skeletons import get_skeleton
 from edgepose.errors import EdgeposeError
 from edgepose.export import parity
 from edgepose.export.recipe import Recipe, load_recipe, resolve
+from edgepose.hub import ResolvedWeights, resolve_weights
 from edgepose.models import build_model, check_input_size, get_spec, load_weights, parse_size
 from edgepose.models.registry import ModelSpec, OutputSpec
 
-LOWERINGS = {
-    "onnx": "edgepose.export.onnx",
-    "tensorrt": "edgepose.export.tensorrt",
-    "tflite": "edgepose.export.tflite",
-}
 DEVICE_PACKAGE = Path(edgepose.__file__).resolve().parent / "device"
-MANIFEST = "manifest.json"
-SCHEMA = "edgepose.manifest/1"
 MEANINGS = {
     "heatmaps_tags": "channels 0..J-1: heatmaps; J..2J-1: associative-embedding tags",
     "heatmaps": "J heatmaps",
@@ -50,15 +49,17 @@ MEANINGS = {
 # One thread: an export is a handful of forward passes, and PyTorch's OpenMP threads slow down 10-100x when
 # other processes share the cores (pytest -n 2, a benchmark next door); one thread is never that slow.
 EXPORT_THREADS = 1
+RANDOM_SEED = 0  # random weights are seeded: the same command gives the same file
+RANDOM_WEIGHTS = {"kind": "random", "seed": RANDOM_SEED, "note": "random weights: the poses mean nothing"}
 RUN_PY = """\
 import os, sys; HERE = os.path.dirname(os.path.abspath(__file__)); sys.path.insert(0, HERE); \
 from edgepose_device.cli import main; sys.exit(main(model_dir=HERE))
 """
 
 
-@dataclass
+@dataclass(frozen=True)
 class ExportJob:
-    """Everything a format's ``lower(job)`` needs; it writes its files into ``stage``."""
+    """Everything a format's ``lower(job)`` needs (immutable); it writes its files into ``stage``."""
 
     model_name: str
     model: nn.Module  # eval mode, weights loaded, not folded: the parity reference
@@ -67,11 +68,9 @@ class ExportJob:
     input_size: tuple[int, int]  # (H, W)
     recipe: Recipe  # resolved: flags applied
     stage: Path
-    weights: Path | None = None
+    weights: ResolvedWeights | None = None  # None: seeded random weights
     calib: Path | None = None
     build: bool = False
-    # Free-form lines a lowering may leave; not written to the manifest.
-    notes: list[str] = field(default_factory=list)
 
     @property
     def precision(self) -> str:
@@ -106,30 +105,38 @@ class ExportJob:
 
     def run_torch(self, x: np.ndarray) -> dict[str, np.ndarray]:
         """PyTorch fp32 outputs of the unfolded model for an NCHW batch, keyed by output name."""
-        return self._outputs(self.model, torch.from_numpy(x))
-
-    def run_torch64(self, x: np.ndarray) -> dict[str, np.ndarray]:
-        """The same outputs computed in float64 (a copy of the model), to measure fp32 rounding noise."""
-        return self._outputs(copy.deepcopy(self.model).double(), torch.from_numpy(x).double())
-
-    def check(
-        self, candidate: dict[str, np.ndarray], x: np.ndarray, thresholds: dict[str, float] | None = None
-    ) -> dict:
-        """Compare ``candidate`` outputs on ``x`` with PyTorch fp32 (default thresholds: the recipe's)."""
-        reference = self.run_torch(x)
+        reference = self._outputs(self.model, torch.from_numpy(x))
         for o in self.spec.outputs:  # the manifest states these shapes: hold the spec to them
             if list(reference[o.name].shape) != self.output_shape(o, len(x)):
                 raise EdgeposeError(
                     f"{self.model_name} output {o.name} is {list(reference[o.name].shape)}, "
                     f"its spec implies {self.output_shape(o, len(x))}"
                 )
-        limits = self.recipe.parity if thresholds is None else thresholds
-        result = parity.compare(reference, candidate, limits, self.heatmap_channels)
-        if not result["passed"] and "max_abs_diff" in limits:
-            # Only then is the float64 run worth its time: it may show the difference is fp32 noise.
-            floor = parity.noise_floor(reference, self.run_torch64(x))
-            result = parity.compare(reference, candidate, limits, self.heatmap_channels, floor)
-        return result
+        return reference
+
+    def run_torch64(self, x: np.ndarray) -> dict[str, np.ndarray]:
+        """The same outputs computed in float64 (a copy of the model), to measure fp32 rounding noise."""
+        return self._outputs(copy.deepcopy(self.model).double(), torch.from_numpy(x).double())
+
+    def check(
+        self,
+        candidate: dict[str, np.ndarray],
+        x: np.ndarray,
+        reference: dict[str, np.ndarray] | None = None,
+        floor: parity.Floor | None = None,
+    ) -> dict:
+        """Gate ``candidate`` outputs on ``x`` against PyTorch fp32 under the recipe's limits for this precision.
+
+        The float64 run that measures PyTorch's own fp32 noise is made only when it can change the
+        verdict: an absolute ``max_abs_diff`` bar was missed.
+        """
+        reference = self.run_torch(x) if reference is None else reference
+        limits = self.recipe.parity
+        verdict = parity.gate(reference, candidate, limits, self.heatmap_channels, floor=floor)
+        if not verdict["passed"] and "max_abs_diff" in limits:
+            noise = parity.noise_floor(reference, self.run_torch64(x))
+            verdict = parity.gate(reference, candidate, limits, self.heatmap_channels, noise, floor)
+        return verdict
 
     def output_shape(self, output: OutputSpec, batch: int = 1) -> list[int]:
         """NCHW shape of one output, from the spec (parity checks the real shapes against it)."""
@@ -140,7 +147,7 @@ class ExportJob:
 
 def export_model(
     model_name: str,
-    target: str | os.PathLike,
+    target: str | os.PathLike | Recipe,
     *,
     dataset: str | None = None,
     weights: str | os.PathLike | None = None,
@@ -151,31 +158,47 @@ def export_model(
     calib: str | os.PathLike | None = None,
     out: str | os.PathLike | None = None,
     build: bool = False,
+    force: bool = False,
 ) -> Path:
-    """Export ``model_name`` for ``target`` (a recipe name or path); return the artifact folder."""
+    """Export ``model_name`` for ``target`` (a recipe name, path or object); return the artifact folder.
+
+    ``out`` may already exist only as an edgepose artifact folder (it is then replaced); ``force``
+    replaces whatever is there.
+
+    ``weights``: a checkpoint file, or the name of a released checkpoint (``edgepose weights``; downloaded
+    on first use), whose dataset and input size then become the defaults. None: seeded random weights.
+    """
     spec = get_spec(model_name)
-    recipe = resolve(load_recipe(target), precision=precision, opset=opset, dynamic_batch=dynamic_batch)
+    recipe = target if isinstance(target, Recipe) else load_recipe(target)
+    recipe = resolve(recipe, precision=precision, opset=opset, dynamic_batch=dynamic_batch)
     if isinstance(input_size, str):
         input_size = parse_size(input_size)
-    height, width = input_size or spec.input_size
+    used = resolve_weights(weights, model=model_name, dataset=dataset) if weights else None
+    released = used.entry if used is not None else None
+    dataset = dataset or (released.dataset if released else None)
+    height, width = input_size or (released.input_size if released else spec.input_size)
     check_input_size(spec, height, width)
-    if recipe.format not in LOWERINGS:
-        raise EdgeposeError(f"no exporter for format {recipe.format!r}")
     lowering = _import_lowering(recipe.format)
+    replaceable = _replace_anything if force else check_replaceable
+    if out and os.path.lexists(out):
+        replaceable(Path(out))  # refuse before the slow part; staged_dir checks again under its lock
 
-    with torch.random.fork_rng():  # random weights are seeded: the same command gives the same file
-        torch.manual_seed(0)
+    with torch.random.fork_rng():
+        torch.manual_seed(RANDOM_SEED)
         model = build_model(model_name, dataset=dataset)
-    weights_path = Path(weights) if weights else None
-    if weights_path is not None:
-        load_weights(model, weights_path)
+    if used is not None:
+        load_weights(model, used.path)
     model.eval()
     calib_path = Path(calib) if calib else None
     if calib_path is not None and not calib_path.exists():
         raise EdgeposeError(f"calibration data not found: {calib_path}")
 
-    final = Path(out) if out else default_out_dir(model_name, model.dataset, (height, width), recipe)
-    with staged_dir(final) as stage, torch_threads(EXPORT_THREADS):
+    final = (
+        Path(out)
+        if out
+        else Path("artifacts") / recipe.folder_name(model_name, model.dataset, (height, width))
+    )
+    with staged_dir(final, replaceable) as stage, torch_threads(EXPORT_THREADS):
         job = ExportJob(
             model_name=model_name,
             model=model,
@@ -184,11 +207,15 @@ def export_model(
             input_size=(height, width),
             recipe=recipe,
             stage=stage,
-            weights=weights_path,
+            weights=used,
             calib=calib_path,
             build=build,
         )
         fragment = lowering.lower(job)
+        # edgepose.accuracy: the artifact vs PyTorch, decoded alike, on the parity photo -> parity.agreement
+        from edgepose.accuracy.export_check import with_agreement
+
+        fragment = with_agreement(job, fragment)
         shutil.copytree(
             DEVICE_PACKAGE, stage / "edgepose_device", ignore=shutil.ignore_patterns("__pycache__", "*.pyc")
         )
@@ -196,6 +223,48 @@ def export_model(
         manifest = build_manifest(job, fragment)
         write_text(stage / MANIFEST, json.dumps(manifest, indent=2) + "\n")
     return final
+
+
+def check_replaceable(path: Path) -> None:
+    """Raise unless ``path`` is an edgepose artifact folder holding only files edgepose wrote.
+
+    "Edgepose wrote" = its manifest.json (our schema) lists the file, or it is one the device side makes
+    there (a built engine, its sidecar, a calibration cache, the bench's records, ``__pycache__``).
+    """
+    from edgepose.bench.runner import TIMER_RECORDS
+    from edgepose.device.build_engine import SIDECAR
+    from edgepose.device.trtexec_build import CALIB_CACHE
+
+    force = "pass --force to replace it anyway"
+    if not path.is_dir() or path.is_symlink():
+        raise EdgeposeError(
+            f"--out {path} exists and is not an artifact folder: choose another --out, or {force}"
+        )
+    try:
+        listed = set(load_manifest(str(path)).get("artifacts") or {})
+    except EdgeposeError:
+        raise EdgeposeError(
+            f"--out {path} exists and is not an edgepose artifact folder (no edgepose manifest.json): "
+            f"choose another --out, or {force}"
+        ) from None
+    known = listed | {MANIFEST, SIDECAR, CALIB_CACHE, TIMER_RECORDS, *model_files()}
+    foreign = sorted(
+        p.relative_to(path).as_posix()
+        for p in path.rglob("*")
+        if (p.is_symlink() or not p.is_dir())
+        and "__pycache__" not in p.parts
+        and p.relative_to(path).as_posix() not in known
+    )
+    if foreign:
+        more = f" and {len(foreign) - 3} more" if len(foreign) > 3 else ""
+        raise EdgeposeError(
+            f"--out {path} is an artifact folder, but edgepose did not write {', '.join(foreign[:3])}{more}: "
+            f"move them out, or {force}"
+        )
+
+
+def _replace_anything(path: Path) -> None:
+    """``--force``: whatever is at ``--out`` may be replaced."""
 
 
 @contextmanager
@@ -211,18 +280,12 @@ def torch_threads(n: int) -> Iterator[None]:
 
 def _import_lowering(fmt: str):
     try:
-        return importlib.import_module(LOWERINGS[fmt])
+        return importlib.import_module(get_format(fmt).lowering)
     except ModuleNotFoundError as exc:
         raise EdgeposeError(
             f"the {fmt} exporter needs a package that is not installed: {exc.name}"
             " (install edgepose with the 'export' extra)"
         ) from None
-
-
-def default_out_dir(model_name: str, dataset: str, input_size: tuple[int, int], recipe: Recipe) -> Path:
-    """``artifacts/<model>-<dataset>-<H>x<W>-<target>-<precision>``."""
-    h, w = input_size
-    return Path("artifacts") / f"{model_name}-{dataset}-{h}x{w}-{recipe.name}-{recipe.precision}"
 
 
 def artifact_table(folder: Path) -> dict[str, dict[str, Any]]:
@@ -257,7 +320,7 @@ def model_section(job: ExportJob) -> dict[str, Any]:
         "limbs": skeleton["limbs"],
         "params": sum(p.numel() for p in job.model.parameters()),
         "macs": _macs(job.model, job.input_size),
-        "weights": {"file": job.weights.name, "sha256": sha256_of(job.weights)} if job.weights else None,
+        "weights": job.weights.manifest_record() if job.weights else RANDOM_WEIGHTS,
     }
 
 
@@ -269,10 +332,7 @@ def io_sections(job: ExportJob) -> tuple[dict[str, Any], list[dict[str, Any]]]:
         "shape": [1, 3, h, w],
         "layout": "NCHW",
         "dtype": "float32",
-        "color": "RGB",
-        "scale": 1.0 / 255.0,
-        "mean": list(parity.MEAN),
-        "std": list(parity.STD),
+        **INPUT_NORMALIZATION,
         "quantization": None,
     }
     outs = [
@@ -306,7 +366,7 @@ def build_manifest(job: ExportJob, fragment: dict[str, Any]) -> dict[str, Any]:
         "python": platform.python_version(),
         **fragment.get("tools", {}),
     }
-    return {
+    manifest = {
         "schema": SCHEMA,
         "edgepose_version": edgepose.__version__,
         "model": model_section(job),
@@ -315,9 +375,12 @@ def build_manifest(job: ExportJob, fragment: dict[str, Any]) -> dict[str, Any]:
         "format": job.recipe.format,
         "precision": job.precision,
         "target": job.recipe.name,
-        "runtime": {**job.recipe.runtime, **fragment.get("runtime", {})},
+        "runtime": {**job.recipe.runtime.to_dict(), **fragment.get("runtime", {})},
         "artifacts": artifact_table(job.stage),
         "export": export,
         "tools": tools,
         "parity": fragment.get("parity"),
     }
+    if "engine" in fragment:  # settings the device's engine builder reads (build_engine.py, trtexec.sh)
+        manifest["engine"] = fragment["engine"]
+    return manifest

@@ -1,109 +1,187 @@
 """Export recipes: one TOML file per target (``export/<target>.toml``) read into a small typed object.
 
-A recipe holds the target's choices (format, precision, opset, shapes, parity thresholds, runtime
-and a format-specific table such as ``[tensorrt]``); CLI flags override them through
-:func:`resolve`, and the resolved recipe is written into the manifest. ``--target`` takes a
-recipe name (a file in the recipe folder) or a path to the user's own TOML file.
+A recipe names a format from the one table (:mod:`edgepose.device.formats`) and holds the target's
+choices: allowed precisions and the default, opset, shapes, parity limits per precision, runtime
+settings, and the format's own typed table (``[tensorrt]``, ``[tflite]``). Everything is validated
+when the file is read; CLI flags override through :func:`resolve`; the resolved recipe is recorded in
+the manifest by name and content hash. ``--target`` takes a recipe name or the path of a user's TOML.
 """
 
 from __future__ import annotations
 
-import difflib
 import os
-from dataclasses import asdict, dataclass, field, replace
-from pathlib import Path
-from typing import Any
+import string
+from dataclasses import dataclass, field, replace
+from typing import Any, NamedTuple
 
+from edgepose import shipped
+from edgepose.device.formats import FORMATS, PRECISIONS, get_format
 from edgepose.errors import EdgeposeError
 
-try:  # Python 3.11+; the `tomli` backport has the same API for 3.10
-    import tomllib
-except ModuleNotFoundError:  # pragma: no cover - Python 3.10 only
-    import tomli as tomllib
-
-FORMATS = ("onnx", "tensorrt", "tflite")
-PRECISIONS = ("fp32", "fp16", "int8")
 OPSET_RANGE = (11, 17)  # the legacy TorchScript exporter at an exact, tested opset
-PARITY_KEYS = ("max_abs_diff", "mean_abs_diff", "min_sqnr_db", "min_peak_agreement")
+# Thresholds a parity gate checks, and the two settings of its fp32 noise allowance (export/parity.py).
+PARITY_THRESHOLDS = ("max_abs_diff", "mean_abs_diff", "min_sqnr_db", "min_peak_agreement")
+PARITY_SETTINGS = ("noise_factor", "noisy_min_sqnr_db")
+PARITY_KEYS = PARITY_THRESHOLDS + PARITY_SETTINGS
+RUNTIME_KEYS = ("backend", "threads", "delegate", "delegates")
+NEXT_STEP_FIELDS = ("folder", "path", "model", "source")
 _TOP_KEYS = (
-    "name",
-    "description",
-    "format",
-    "precision",
-    "precisions",
-    "opset",
-    "dynamic_batch",
-    "parity",
-    "runtime",
-    *FORMATS,
-)
+    "name", "description", "format", "precision", "precisions", "opset", "dynamic_batch",
+    "calib_max_images", "next_steps", "parity", "runtime", *FORMATS,
+)  # fmt: skip
 
-# Repo checkout (`pip install -e .`): <repo>/export; an installed wheel may ship them in the package.
-RECIPE_DIRS = (
-    Path(__file__).resolve().parents[2] / "export",
-    Path(__file__).resolve().parent / "recipes",
-)
+
+@dataclass(frozen=True)
+class RuntimeSettings:
+    """How the artifact runs by default: the backend, its threads and (TFLite) its delegate."""
+
+    backend: str
+    threads: int | None = None  # None: the runtime's own default
+    delegate: str | None = None
+    delegates: tuple[str, ...] = ()  # delegates a device profile may choose (the default included)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The manifest's ``runtime`` (the chosen settings only)."""
+        out: dict[str, Any] = {"backend": self.backend}
+        if self.threads is not None:
+            out["threads"] = self.threads
+        if self.delegate is not None:
+            out["delegate"] = self.delegate
+        return out
 
 
 @dataclass(frozen=True)
 class Recipe:
-    """One export target: what to produce and how to check it."""
+    """One export target: what to produce and how to check it (immutable; :func:`resolve` makes copies)."""
 
     name: str
     description: str
-    format: str  # "onnx" | "tensorrt" | "tflite"
+    format: str  # a key of edgepose.device.formats.FORMATS
     precision: str  # the default (or, once resolved, the chosen) precision
     precisions: tuple[str, ...]  # precisions this target allows
     opset: int | None  # ONNX opset (None where the format needs no ONNX)
     dynamic_batch: bool
-    parity: dict[str, float] = field(default_factory=dict)  # thresholds, keys in PARITY_KEYS
-    runtime: dict[str, Any] = field(default_factory=dict)  # backend, threads, delegate, ...
-    options: dict[str, Any] = field(default_factory=dict)  # the format's own table, e.g. [tensorrt]
-    source: str = ""  # the TOML file it was read from
+    runtime: RuntimeSettings
+    options: NamedTuple  # the format's typed table, e.g. TensorRTOptions
+    calib_max_images: int = 200  # int8 calibration reads at most this many images (sorted by name)
+    # Parity limits: "default" applies to every precision without its own table.
+    parity_tables: dict[str, dict[str, float]] = field(default_factory=dict)
+    # What to do with the folder next, printed after an export: {folder} (its name), {path} (absolute),
+    # {source} (an example input that fits the model).
+    next_steps: tuple[str, ...] = ()
+    source: str = ""  # where it was read from, for messages only (never written into an artifact)
+    sha256: str = ""  # of the recipe file's bytes
+
+    @property
+    def parity(self) -> dict[str, float]:
+        """The parity limits of the chosen precision (its own table, else the default one)."""
+        return dict(self.parity_tables.get(self.precision, self.parity_tables.get("default", {})))
+
+    def folder_name(self, model: str, dataset: str, input_size: tuple[int, int]) -> str:
+        """The artifact folder's name: ``<model>-<dataset>-<H>x<W>-<target>-<precision>`` (export and the bench cache)."""
+        h, w = input_size
+        return f"{model}-{dataset}-{h}x{w}-{self.name}-{self.precision}"
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready dict (the manifest's ``export.recipe``)."""
-        data = asdict(self)
-        data["precisions"] = list(self.precisions)
-        return data
+        """JSON-ready dict (the manifest's ``export.recipe``): the name, content hash and resolved settings.
 
-
-def recipe_dir() -> Path | None:
-    """The folder holding the shipped recipes, or None if none is found."""
-    return next((d for d in RECIPE_DIRS if d.is_dir()), None)
+        The format's own options are not repeated here: what they decide is recorded once, where it is
+        used (the ``engine`` settings, the ``runtime`` section).
+        """
+        return {
+            "name": self.name,
+            "sha256": self.sha256,
+            "format": self.format,
+            "precision": self.precision,
+            "precisions": list(self.precisions),
+            "opset": self.opset,
+            "dynamic_batch": self.dynamic_batch,
+            "calib_max_images": self.calib_max_images,
+            "parity": self.parity,
+            "runtime": self.runtime.to_dict(),
+        }
 
 
 def known_recipes() -> list[str]:
     """Names of the shipped recipes (``export/*.toml``)."""
-    folder = recipe_dir()
-    return sorted(p.stem for p in folder.glob("*.toml")) if folder else []
+    return shipped.names("recipes")
 
 
 def load_recipe(name_or_path: str | os.PathLike) -> Recipe:
     """Read a shipped recipe by name, or a user's recipe by path, and validate it."""
-    text = str(name_or_path)
-    path = Path(text)
-    if text.endswith(".toml") or os.sep in text or path.is_file():
-        if not path.is_file():
-            raise EdgeposeError(f"recipe file not found: {path}")
-    else:
-        known = known_recipes()
-        if text not in known:
-            close = difflib.get_close_matches(text, known, n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
+    file = shipped.read("recipes", name_or_path)
+    return parse_recipe(file.data, source=file.label, default_name=file.name, sha256=file.sha256)
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _parity_table(table: dict[str, Any], where: str) -> dict[str, float]:
+    bad_keys = sorted(set(table) - set(PARITY_KEYS))
+    if bad_keys:
+        raise EdgeposeError(f"{where}: unknown [parity] keys {bad_keys}; allowed: {', '.join(PARITY_KEYS)}")
+    if not all(_number(v) for v in table.values()):
+        raise EdgeposeError(f"{where}: [parity] thresholds must be numbers")
+    return {k: float(v) for k, v in table.items()}
+
+
+def parse_parity(data: dict[str, Any], where: str) -> dict[str, dict[str, float]]:
+    """``[parity]`` (the default limits) and ``[parity.<precision>]`` tables, each validated."""
+    flat = {k: v for k, v in data.items() if not isinstance(v, dict)}
+    tables = {"default": _parity_table(flat, where)} if flat else {}
+    for precision, table in data.items():
+        if not isinstance(table, dict):
+            continue
+        if precision not in PRECISIONS:
             raise EdgeposeError(
-                f"unknown export target {text!r}{hint}; known targets: {', '.join(known) or 'none'}"
-                " (or give the path of a recipe .toml)"
+                f"{where}: [parity.{precision}] is not a precision; use one of {', '.join(PRECISIONS)}"
             )
-        path = recipe_dir() / f"{text}.toml"
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise EdgeposeError(f"recipe {path} is not valid TOML: {exc}") from None
-    return parse_recipe(data, source=str(path), default_name=path.stem)
+        tables[precision] = _parity_table(table, f"{where} [parity.{precision}]")
+    return tables
 
 
-def parse_recipe(data: dict[str, Any], source: str = "<dict>", default_name: str = "custom") -> Recipe:
+_TYPES = {int: (int,), float: (int, float), str: (str,), bool: (bool,), dict: (dict,)}
+
+
+def parse_options(cls: type, table: dict[str, Any], where: str) -> NamedTuple:
+    """The format's typed options from its recipe table: unknown keys and wrong types are refused."""
+    types = getattr(cls, "__annotations__", {})
+    unknown = sorted(set(table) - set(types))
+    if unknown:
+        allowed = ", ".join(types) or "none"
+        raise EdgeposeError(f"{where}: unknown keys {unknown}; allowed: {allowed}")
+    for key, value in table.items():
+        want = types[key]
+        if isinstance(value, bool) and want is not bool or not isinstance(value, _TYPES[want]):
+            raise EdgeposeError(f"{where}: {key} must be a {want.__name__}, got {value!r}")
+    return cls(**{k: types[k](v) for k, v in table.items()})
+
+
+def parse_runtime(data: dict[str, Any], fmt: str, where: str) -> RuntimeSettings:
+    """``[runtime]``: a backend that can run the format, threads >= 0, a delegate from ``delegates``."""
+    unknown = sorted(set(data) - set(RUNTIME_KEYS))
+    if unknown:
+        raise EdgeposeError(f"{where} [runtime]: unknown keys {unknown}; allowed: {', '.join(RUNTIME_KEYS)}")
+    backends = FORMATS[fmt].backends
+    backend = data.get("backend", backends[0])
+    if backend not in backends:
+        raise EdgeposeError(
+            f"{where}: runtime backend {backend!r} cannot run {fmt}; choose {', '.join(backends)}"
+        )
+    threads = data.get("threads")
+    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 0):
+        raise EdgeposeError(f"{where}: runtime threads must be an integer >= 0, got {threads!r}")
+    delegate = data.get("delegate")
+    delegates = tuple(data.get("delegates", [delegate] if delegate else []))
+    if delegate is not None and delegate not in delegates:
+        raise EdgeposeError(f"{where}: runtime delegate {delegate!r} is not in delegates {list(delegates)}")
+    return RuntimeSettings(backend, threads or None, delegate, delegates)
+
+
+def parse_recipe(
+    data: dict[str, Any], source: str = "<dict>", default_name: str = "custom", sha256: str = ""
+) -> Recipe:
     """Build a :class:`Recipe` from TOML data, refusing unknown keys and bad values."""
     where = f"recipe {source}"
     unknown = sorted(set(data) - set(_TOP_KEYS))
@@ -115,16 +193,28 @@ def parse_recipe(data: dict[str, Any], source: str = "<dict>", default_name: str
     foreign = [f for f in FORMATS if f != fmt and f in data]
     if foreign:
         raise EdgeposeError(f"{where}: table [{foreign[0]}] does not apply to format {fmt!r}")
-    precisions = tuple(data.get("precisions", [data.get("precision", "fp32")]))
-    bad = [p for p in precisions if p not in PRECISIONS]
+    spec = get_format(fmt)
+    precisions = tuple(data.get("precisions", [data.get("precision", spec.precisions[0])]))
+    bad = [p for p in precisions if p not in spec.precisions]
     if bad or not precisions:
-        raise EdgeposeError(f"{where}: precisions must be drawn from {', '.join(PRECISIONS)}, got {bad}")
-    parity = dict(data.get("parity", {}))
-    bad_keys = sorted(set(parity) - set(PARITY_KEYS))
-    if bad_keys:
-        raise EdgeposeError(f"{where}: unknown [parity] keys {bad_keys}; allowed: {', '.join(PARITY_KEYS)}")
-    if not all(isinstance(v, int | float) and not isinstance(v, bool) for v in parity.values()):
-        raise EdgeposeError(f"{where}: [parity] thresholds must be numbers")
+        raise EdgeposeError(
+            f"{where}: precisions must be drawn from {', '.join(spec.precisions)} (format {fmt}), got {bad}"
+        )
+    steps = data.get("next_steps", [])
+    if not (isinstance(steps, list) and all(isinstance(s, str) for s in steps)):
+        raise EdgeposeError(f"{where}: next_steps must be a list of strings")
+    for step in steps:
+        try:
+            fields = {name for _, name, _, _ in string.Formatter().parse(step) if name is not None}
+        except ValueError as exc:
+            raise EdgeposeError(f"{where}: next_steps {step!r}: {exc}") from None
+        if not fields <= set(NEXT_STEP_FIELDS):
+            raise EdgeposeError(
+                f"{where}: next_steps may use {{{'}, {'.join(NEXT_STEP_FIELDS)}}}, not {sorted(fields - set(NEXT_STEP_FIELDS))}"
+            )
+    calib = data.get("calib_max_images", 200)
+    if isinstance(calib, bool) or not isinstance(calib, int) or calib < 1:
+        raise EdgeposeError(f"{where}: calib_max_images must be a positive integer, got {calib!r}")
     recipe = Recipe(
         name=str(data.get("name", default_name)),
         description=str(data.get("description", "")),
@@ -133,10 +223,13 @@ def parse_recipe(data: dict[str, Any], source: str = "<dict>", default_name: str
         precisions=precisions,
         opset=data.get("opset"),
         dynamic_batch=data.get("dynamic_batch", False),
-        parity={k: float(v) for k, v in parity.items()},
-        runtime=dict(data.get("runtime", {})),
-        options=dict(data.get(fmt, {})),
+        runtime=parse_runtime(dict(data.get("runtime", {})), fmt, where),
+        options=parse_options(spec.options, dict(data.get(fmt, {})), f"{where} [{fmt}]"),
+        calib_max_images=calib,
+        next_steps=tuple(steps),
+        parity_tables=parse_parity(dict(data.get("parity", {})), where),
         source=source,
+        sha256=sha256,
     )
     _validate(recipe, where)
     return recipe
@@ -150,8 +243,7 @@ def _validate(recipe: Recipe, where: str) -> None:
         )
     if not isinstance(recipe.dynamic_batch, bool):
         raise EdgeposeError(f"{where}: dynamic_batch must be true or false")
-    needs_opset = recipe.format in ("onnx", "tensorrt")
-    if recipe.opset is None and not needs_opset:
+    if recipe.opset is None and not get_format(recipe.format).needs_opset:
         return
     lo, hi = OPSET_RANGE
     if isinstance(recipe.opset, bool) or not isinstance(recipe.opset, int) or not lo <= recipe.opset <= hi:
@@ -164,8 +256,10 @@ def resolve(
     precision: str | None = None,
     opset: int | None = None,
     dynamic_batch: bool | None = None,
+    threads: int | None = None,
+    delegate: str | None = None,
 ) -> Recipe:
-    """Apply CLI overrides (None = keep the recipe's value) and validate the result."""
+    """Apply overrides (CLI flags or a device profile; None = keep the recipe's value) and validate."""
     changes: dict[str, Any] = {}
     if precision is not None:
         changes["precision"] = precision
@@ -173,6 +267,18 @@ def resolve(
         changes["opset"] = opset
     if dynamic_batch is not None:
         changes["dynamic_batch"] = dynamic_batch
-    resolved = replace(recipe, **changes)
+    runtime = recipe.runtime
+    if threads is not None:
+        if isinstance(threads, bool) or not isinstance(threads, int) or threads < 0:
+            raise EdgeposeError(f"target {recipe.name!r}: threads must be an integer >= 0, got {threads!r}")
+        runtime = replace(runtime, threads=threads or None)
+    if delegate is not None:
+        if delegate not in runtime.delegates:
+            allowed = ", ".join(runtime.delegates) or "none"
+            raise EdgeposeError(
+                f"delegate {delegate!r} is not allowed for target {recipe.name!r}; choose: {allowed}"
+            )
+        runtime = replace(runtime, delegate=delegate)
+    resolved = replace(recipe, runtime=runtime, **changes)
     _validate(resolved, f"target {recipe.name!r}")
     return resolved

@@ -14,14 +14,11 @@ transpose in NHWC: TFLite's depth-to-space) gives the transposed conv's output. 
 from __future__ import annotations
 
 import copy
-from collections.abc import Mapping
-from typing import Any
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from edgepose.errors import EdgeposeError
+from edgepose.device.formats import TFLiteOptions
 
 
 def _phases(kernel: int, stride: int, padding: int) -> tuple[int, int, list[list[tuple[int, int]]]]:
@@ -112,12 +109,10 @@ def rewrite_deconvs(model: nn.Module, inplace: bool = False) -> tuple[nn.Module,
     return model, {"layers": len(rewritten), "skipped": skipped}
 
 
-def apply(model: nn.Module, options: Mapping[str, Any]) -> tuple[nn.Module, dict]:
-    """The recipe's ``subpixel_deconv`` option (default true) applied; returns the model and the manifest record."""
-    enabled = options.get("subpixel_deconv", True)
-    if not isinstance(enabled, bool):
-        raise EdgeposeError(f"subpixel_deconv in the recipe must be true or false, not {enabled!r}")
-    if not enabled:
+def apply(model: nn.Module, options: TFLiteOptions) -> tuple[nn.Module, dict]:
+    """The recipe's ``[tflite] subpixel_deconv`` applied (a bool, checked when the recipe is read);
+    returns the model and the manifest record."""
+    if not options.subpixel_deconv:
         return model, {"layers": 0, "skipped": {}, "enabled": False}
     model, record = rewrite_deconvs(model)
     return model, {**record, "enabled": True}

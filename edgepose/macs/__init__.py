@@ -1,4 +1,5 @@
-"""MAC counting: true executed multiply-adds plus each paper's own convention (LitePose: ptflops, Lite-HRNet: torchstat).
+"""MAC counting: true executed multiply-adds plus each paper's own convention (LitePose: ptflops, Lite-HRNet:
+torchstat; Lite-HRNet segmentation: torchstat times a fitted factor, docs/segmentation.md).
 
 from edgepose.macs import count_macs
 r = count_macs(model, input_size=(448, 448))   # r.params, r.true_macs, r.paper_display, r.layers, ...

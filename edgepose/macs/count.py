@@ -55,7 +55,7 @@ class LayerMacs:
     type: str
     calls: int
     true_macs: int
-    paper_macs: int
+    paper_macs: int  # under the paper's rules, times the convention's fitted factor if it has one
 
 
 @dataclass
@@ -67,13 +67,16 @@ class MacReport:
     input_size: tuple[int, int]
     params: int
     true_macs: int
-    paper_macs: int
+    paper_macs: int  # the paper-convention count (fitted factor applied where the convention has one)
+    paper_rules_macs: int  # the same rules without a fitted factor (equal to paper_macs for most)
     paper_convention: str
     paper_value: float
     paper_unit: str
     paper_display: str
     output_shapes: list[tuple[int, ...]]
     counted_on: str  # "meta" or "cpu" (fallback)
+    published_value: float | None = None  # the paper's printed figure at this size, in paper_unit
+    published_source: str | None = None
     layers: list[LayerMacs] = field(default_factory=list)
     uncounted: dict[str, int] = field(default_factory=dict)  # aten op -> calls, not in true_macs
 
@@ -230,11 +233,15 @@ def count_macs(
     layers = []
     for layer in run.order.values():
         layer.true_macs = true_by_module.get(layer.name, 0)
-        layer.paper_macs = run.paper.get(layer.name, 0)
+        layer.paper_macs = round(run.paper.get(layer.name, 0) * conv.factor)
         if layer.true_macs or layer.paper_macs:
             layers.append(layer)
-    paper = sum(run.paper.values())
+    paper = sum(layer.paper_macs for layer in layers)
     value, unit = conv.scale(paper)
+    # A printed figure is comparable only in the convention it was printed in (the spec's own).
+    published = spec.published_figure((height, width)) if spec is not None else None
+    if published is not None and conv.name != spec.mac_convention:
+        published = None
     return MacReport(
         model=_model_label(model),
         dataset=getattr(model, "dataset", None),
@@ -242,12 +249,15 @@ def count_macs(
         params=sum(p.numel() for p in model.parameters()),
         true_macs=sum(true_by_module.values()),
         paper_macs=paper,
+        paper_rules_macs=sum(run.paper.values()),
         paper_convention=conv.name,
         paper_value=value,
         paper_unit=unit,
         paper_display=conv.display(paper),
         output_shapes=shapes,
         counted_on=device,
+        published_value=published.value if published else None,
+        published_source=published.source if published else None,
         layers=layers,
         uncounted=dict(sorted(uncounted.items(), key=lambda kv: (-kv[1], kv[0]))),
     )

@@ -25,7 +25,6 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from edgepose.device.skeletons import get_skeleton
 from edgepose.models.hrnet_blocks import (
     BOTTOM_UP_OUTPUTS,
     conv_bn,
@@ -33,8 +32,8 @@ from edgepose.models.hrnet_blocks import (
     make_higher_head,
     make_stage,
 )
-from edgepose.models.litepose import make_divisible
-from edgepose.models.registry import ModelSpec, check_forward_input, register_model
+from edgepose.models.registry import Family, ModelSpec, Variant, check_forward_input, register_family
+from edgepose.models.widths import make_divisible
 
 # EfficientNet-B0 stages: (expansion t, channels c, repeats n, stride s, kernel k).
 B0_SETTINGS = (
@@ -205,28 +204,29 @@ class EfficientHRNet(nn.Module):
         return higher_head_forward(self.final_layers, self.deconv_layers, ys[0])
 
 
-def _register(name: str, config: EfficientHRNetConfig) -> None:
-    variant = name.rsplit("-", 1)[1].upper()
-    spec = ModelSpec(
-        name=name,
-        family="efficienthrnet",
-        kind="bottom-up",
-        input_size=(config.input_size, config.input_size),
-        datasets=("crowdpose", "coco"),
-        size_multiple=32,  # backbone down to 1/32 (SAME padding rounds up), fused back by exact upsampling
-        outputs=BOTTOM_UP_OUTPUTS,
-        paper="EfficientHRNet (2020)",
-        mac_convention="ptflops-0.6",
-        description=f"EfficientHRNet {variant[0]}-{variant[1:]} "
-        f"(mit-han-lab/litepose experiments/crowd_pose/efficient_hrnet/{variant[0]}-{variant[1:]}.yaml)",
+FAMILY = Family(
+    name="efficienthrnet",
+    kind="bottom-up",
+    paper="EfficientHRNet (2020)",
+    datasets=("crowdpose", "coco"),
+    size_multiple=32,  # backbone down to 1/32 (SAME padding rounds up), fused back by exact upsampling
+    outputs=BOTTOM_UP_OUTPUTS,
+    mac_convention="ptflops-0.6",
+)
+
+
+def build(spec: ModelSpec, config: EfficientHRNetConfig, num_joints: int) -> EfficientHRNet:
+    """EfficientHRNet of ``config`` with a ``num_joints`` head."""
+    return EfficientHRNet(config, num_joints)
+
+
+def _variant(name: str, config: EfficientHRNetConfig) -> Variant:
+    yaml = name.rsplit("-", 1)[1].upper()  # "H1"
+    label = f"{yaml[0]}-{yaml[1:]}"
+    description = (
+        f"EfficientHRNet {label} (mit-han-lab/litepose experiments/crowd_pose/efficient_hrnet/{label}.yaml)"
     )
-
-    @register_model(spec)
-    def build(dataset: str = "crowdpose", num_joints: int | None = None) -> EfficientHRNet:
-        return EfficientHRNet(config, num_joints or len(get_skeleton(dataset)["joints"]))
-
-    build.__name__ = name.replace("-", "_")
+    return Variant((config.input_size, config.input_size), description, config)
 
 
-for _name, _config in CONFIGS.items():
-    _register(_name, _config)
+SPECS = register_family(FAMILY, {name: _variant(name, config) for name, config in CONFIGS.items()}, build)

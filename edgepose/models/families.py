@@ -8,6 +8,7 @@ import importlib
 FAMILY_MODULES = (
     "edgepose.models.litepose",
     "edgepose.models.litehrnet",
+    "edgepose.models.litehrnet_seg",
     "edgepose.models.higherhrnet",
     "edgepose.models.efficienthrnet",
 )

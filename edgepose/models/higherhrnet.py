@@ -19,7 +19,6 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from edgepose.device.skeletons import get_skeleton
 from edgepose.models.hrnet_blocks import (
     BOTTOM_UP_OUTPUTS,
     Bottleneck,
@@ -29,7 +28,7 @@ from edgepose.models.hrnet_blocks import (
     make_layer,
     make_stage,
 )
-from edgepose.models.registry import ModelSpec, check_forward_input, register_model
+from edgepose.models.registry import Family, ModelSpec, Variant, check_forward_input, register_family
 
 # (modules, blocks per branch) of stages 2, 3, 4 in every official HigherHRNet config.
 STAGES = ((1, 4), (4, 4), (3, 4))
@@ -97,37 +96,33 @@ class HigherHRNet(nn.Module):
         return higher_head_forward(self.final_layers, self.deconv_layers, ys[0])
 
 
-_VARIANTS = {
-    # name: (base width, STEM_INPLANES, input size, description)
-    "higherhrnet-w32": (32, 64, 512, "HigherHRNet-W32 (official w32_512 config)"),
-    "higherhrnet-w48": (48, 64, 640, "HigherHRNet-W48 (official w48_640 config)"),
+FAMILY = Family(
+    name="higherhrnet",
+    kind="bottom-up",
+    paper="HigherHRNet (CVPR 2020)",
+    datasets=("crowdpose", "coco"),
+    size_multiple=32,  # four branches down to 1/32, fused back up by exact x2^k upsampling
+    outputs=BOTTOM_UP_OUTPUTS,
+    mac_convention="ptflops-0.6",
+)
+
+
+def build(spec: ModelSpec, config: tuple[int, int], num_joints: int) -> HigherHRNet:
+    """HigherHRNet of ``config`` = (base width, STEM_INPLANES) with a ``num_joints`` head."""
+    width, stem_planes = config
+    return HigherHRNet(width, num_joints, stem_planes)
+
+
+VARIANTS = {
+    "higherhrnet-w32": Variant((512, 512), "HigherHRNet-W32 (official w32_512 config)", (32, 64)),
+    "higherhrnet-w48": Variant((640, 640), "HigherHRNet-W48 (official w48_640 config)", (48, 64)),
     # No public config: STEM_INPLANES 26 is fitted so that this family reproduces both published
     # figures, W24 25.3 G (LitePose README) and W16 12.50 G (LitePose slides); docs/baselines.md.
-    "higherhrnet-w24": (24, 26, 512, "HigherHRNet-W24: edgepose's fitted definition (width 24, stem 26)"),
-    "higherhrnet-w16": (16, 26, 512, "HigherHRNet-W16: edgepose's fitted definition (width 16, stem 26)"),
+    "higherhrnet-w24": Variant(
+        (512, 512), "HigherHRNet-W24: edgepose's fitted definition (width 24, stem 26)", (24, 26)
+    ),
+    "higherhrnet-w16": Variant(
+        (512, 512), "HigherHRNet-W16: edgepose's fitted definition (width 16, stem 26)", (16, 26)
+    ),
 }
-
-
-def _register(name: str, width: int, stem_planes: int, size: int, description: str) -> None:
-    spec = ModelSpec(
-        name=name,
-        family="higherhrnet",
-        kind="bottom-up",
-        input_size=(size, size),
-        datasets=("crowdpose", "coco"),
-        size_multiple=32,  # four branches down to 1/32, fused back up by exact x2^k upsampling
-        outputs=BOTTOM_UP_OUTPUTS,
-        paper="HigherHRNet (CVPR 2020)",
-        mac_convention="ptflops-0.6",
-        description=description,
-    )
-
-    @register_model(spec)
-    def build(dataset: str = "crowdpose", num_joints: int | None = None) -> HigherHRNet:
-        return HigherHRNet(width, num_joints or len(get_skeleton(dataset)["joints"]), stem_planes)
-
-    build.__name__ = name.replace("-", "_")
-
-
-for _name, (_width, _stem, _size, _description) in _VARIANTS.items():
-    _register(_name, _width, _stem, _size, _description)
+SPECS = register_family(FAMILY, VARIANTS, build)

@@ -12,8 +12,6 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from edgepose.device.skeletons import get_skeleton
-from edgepose.errors import EdgeposeError
 from edgepose.models.litehrnet_blocks import (
     CrossResolutionWeighting,
     IterativeHead,
@@ -22,7 +20,14 @@ from edgepose.models.litehrnet_blocks import (
     Stem,
     dw_pw_sequential,
 )
-from edgepose.models.registry import ModelSpec, OutputSpec, check_forward_input, register_model
+from edgepose.models.registry import (
+    Family,
+    ModelSpec,
+    OutputSpec,
+    Variant,
+    check_forward_input,
+    register_family,
+)
 
 # Official configs (configs/top_down/{lite_hrnet,naive_litehrnet}/...). All: stem (32, 32, expand 1),
 # 2 blocks per module, 2/3/4 branches, fuse and IterativeHead on.
@@ -105,17 +110,19 @@ class TopdownHeatmapHead(nn.Module):
 
 
 class LiteHRNetPose(nn.Module):
-    """Backbone + keypoint head: (N, 3, H, W) -> heatmaps (N, K, H/4, W/4); H, W multiples of 32."""
+    """Backbone + keypoint head: (N, 3, H, W) -> heatmaps (N, K, H/4, W/4); H, W multiples of 32.
 
-    def __init__(self, spec: ModelSpec, num_joints: int) -> None:
+    ``input_size`` is the (H, W) the random init calibrates its BN statistics at.
+    """
+
+    def __init__(self, arch: dict, num_joints: int, input_size: tuple[int, int]) -> None:
         super().__init__()
-        self.spec = spec
-        self.backbone = LiteHRNet(**ARCHS[spec.name])
+        self.backbone = LiteHRNet(**arch)
         self.keypoint_head = TopdownHeatmapHead(self.backbone.out_channels, num_joints)
-        init_weights(self)
+        init_weights(self, input_size)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        check_forward_input(self.spec, x)
+        check_forward_input(getattr(self, "spec", None), x)
         return self.keypoint_head(self.backbone(x))
 
     def remap_checkpoint(self, state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -139,7 +146,7 @@ CROSS_RESOLUTION_LOGIT_GAIN = 0.03
 CALIBRATION_IMAGES = 4
 
 
-def init_weights(model: LiteHRNetPose) -> None:
+def init_weights(model: nn.Module, input_size: tuple[int, int]) -> None:
     """Random init with O(1) outputs that is as well-conditioned as an untrained Lite-HRNet can be.
 
     Kaiming-normal convs; the two sigmoid gates of every block start near-neutral (their logit layers
@@ -150,7 +157,8 @@ def init_weights(model: LiteHRNetPose) -> None:
     a gate on a random logit of scale ~3-10 flips with tiny input changes, so the network amplifies
     rounding noise by 30+ dB and fp32, fp16 and int8 parity would measure chaos, not the converter.
     Calibrated BN keeps activations O(1) and gives non-trivial running stats, so BN folding is
-    exercised too. Uses torch's global RNG (seed it for reproducible models); checkpoints overwrite all.
+    exercised too. The noise images are ``input_size`` (H, W). Uses torch's global RNG (seed it for
+    reproducible models); checkpoints overwrite all.
     """
     for m in model.modules():
         if isinstance(m, nn.Conv2d):
@@ -171,55 +179,44 @@ def init_weights(model: LiteHRNetPose) -> None:
                 m.conv2.bn.weight.fill_(CROSS_RESOLUTION_LOGIT_GAIN)
     model.train()
     with torch.no_grad():
-        model(torch.randn(CALIBRATION_IMAGES, 3, *model.spec.input_size))
+        model(torch.randn(CALIBRATION_IMAGES, 3, *input_size))
     for bn in norms:
         bn.momentum = 0.1
         bn.num_batches_tracked.zero_()
     model.eval()
 
 
-def _num_joints(dataset: str, num_joints: int | None) -> int:
-    if num_joints is None:
-        return len(get_skeleton(dataset)["joints"])
-    if num_joints <= 0:
-        raise EdgeposeError(f"num_joints must be positive, got {num_joints}")
-    return num_joints
+FAMILY = Family(
+    name="litehrnet",
+    kind="top-down",
+    paper="Lite-HRNet (CVPR 2021)",
+    datasets=("coco", "mpii"),  # MPII models use 256x256 inputs
+    size_multiple=32,
+    outputs=(OutputSpec(name="heatmaps", role="heatmaps", stride=4, channels_per_joint=1),),
+    mac_convention="torchstat",
+)
 
 
-def _spec(name: str, title: str, extra_sizes: tuple[tuple[int, int], ...]) -> ModelSpec:
-    return ModelSpec(
-        name=name,
-        family="litehrnet",
-        kind="top-down",
-        input_size=(256, 192),
-        datasets=("coco", "mpii"),  # MPII models use 256x256 inputs
-        size_multiple=32,
-        outputs=(OutputSpec(name="heatmaps", role="heatmaps", stride=4, channels_per_joint=1),),
-        paper="Lite-HRNet (CVPR 2021)",
-        mac_convention="torchstat",
-        description=title,
-        extra_sizes=extra_sizes,
-    )
+def build(spec: ModelSpec, arch: dict, num_joints: int) -> LiteHRNetPose:
+    """Lite-HRNet of stage table ``arch`` with a ``num_joints``-heatmap head."""
+    return LiteHRNetPose(arch, num_joints, spec.input_size)
 
 
-SPECS = {
-    "litehrnet-18": _spec("litehrnet-18", "Lite-HRNet-18 (conditional channel weighting)", ((384, 288),)),
-    "litehrnet-30": _spec("litehrnet-30", "Lite-HRNet-30 (conditional channel weighting)", ((384, 288),)),
-    "litehrnet-naive-18": _spec("litehrnet-naive-18", "Naive Lite-HRNet-18 (shuffle blocks)", ()),
-    "litehrnet-wider-naive-18": _spec(
-        "litehrnet-wider-naive-18", "Wider Naive Lite-HRNet-18 (shuffle blocks, Lite-18 widths)", ()
+_PAPER_SIZES = ((384, 288),)
+VARIANTS = {
+    "litehrnet-18": Variant(
+        (256, 192), "Lite-HRNet-18 (conditional channel weighting)", ARCHS["litehrnet-18"], _PAPER_SIZES
+    ),
+    "litehrnet-30": Variant(
+        (256, 192), "Lite-HRNet-30 (conditional channel weighting)", ARCHS["litehrnet-30"], _PAPER_SIZES
+    ),
+    "litehrnet-naive-18": Variant(
+        (256, 192), "Naive Lite-HRNet-18 (shuffle blocks)", ARCHS["litehrnet-naive-18"]
+    ),
+    "litehrnet-wider-naive-18": Variant(
+        (256, 192),
+        "Wider Naive Lite-HRNet-18 (shuffle blocks, Lite-18 widths)",
+        ARCHS["litehrnet-wider-naive-18"],
     ),
 }
-
-
-def _builder(name: str):
-    def build(dataset: str = "coco", num_joints: int | None = None) -> LiteHRNetPose:
-        return LiteHRNetPose(SPECS[name], _num_joints(dataset, num_joints))
-
-    build.__name__ = build.__qualname__ = name.replace("-", "_")
-    build.__doc__ = f"Build {SPECS[name].description} for ``dataset`` (or ``num_joints`` heatmaps)."
-    return build
-
-
-for _name in SPECS:
-    register_model(SPECS[_name])(_builder(_name))
+SPECS = register_family(FAMILY, VARIANTS, build)

@@ -18,20 +18,21 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from edgepose.device.skeletons import get_skeleton
-from edgepose.models.registry import ModelSpec, OutputSpec, check_forward_input, register_model
+from edgepose.models.registry import (
+    Family,
+    ModelSpec,
+    OutputSpec,
+    Variant,
+    check_forward_input,
+    register_family,
+)
+from edgepose.models.widths import make_divisible
 
 CONFIG_DIR = Path(__file__).parent / "configs" / "litepose"
 OUTPUTS = (
     OutputSpec(name="heatmaps_tags", role="heatmaps_tags", stride=4, channels_per_joint=2),
     OutputSpec(name="heatmaps", role="heatmaps", stride=2, channels_per_joint=1),
 )
-
-
-def make_divisible(value: float, divisor: int = 8) -> int:
-    """Round a width to a multiple of ``divisor`` without dropping more than 10% (MobileNetV2 rule)."""
-    rounded = max(divisor, int(value + divisor / 2) // divisor * divisor)
-    return rounded + divisor if rounded < 0.9 * value else rounded
 
 
 def conv_bn_act(cin: int, cout: int, kernel: int, stride: int = 1, groups: int = 1) -> nn.Sequential:
@@ -142,37 +143,32 @@ def load_arch(config: str) -> dict:
     return json.loads((CONFIG_DIR / f"{config}.json").read_text())
 
 
-_VARIANTS = {
-    # name: (config file, description)
-    "litepose-xs": ("search-XS", "LitePose-Auto-XS"),
-    "litepose-s": ("search-S", "LitePose-Auto-S"),
-    "litepose-m": ("search-M", "LitePose-Auto-M"),
-    "litepose-l": ("search-L", "LitePose-Auto-L"),
-}
+FAMILY = Family(
+    name="litepose",
+    kind="bottom-up",
+    paper="LitePose (CVPR 2022)",
+    datasets=("crowdpose", "coco"),
+    size_multiple=16,
+    outputs=OUTPUTS,
+    mac_convention="ptflops-0.6",
+)
 
 
-def _register(name: str, config: str, description: str) -> None:
+def build(spec: ModelSpec, config: str, num_joints: int) -> LitePose:
+    """The LitePose network of released config ``config`` with a ``num_joints`` head."""
+    return LitePose(load_arch(config), num_joints)
+
+
+def _variant(config: str, description: str) -> Variant:
+    """A released config: its input size is the config's own ``img_size``."""
     size = load_arch(config)["img_size"]
-    spec = ModelSpec(
-        name=name,
-        family="litepose",
-        kind="bottom-up",
-        input_size=(size, size),
-        datasets=("crowdpose", "coco"),
-        size_multiple=16,
-        outputs=OUTPUTS,
-        paper="LitePose (CVPR 2022)",
-        mac_convention="ptflops-0.6",
-        description=f"{description} (mobile_configs/{config}.json)",
-    )
-
-    @register_model(spec)
-    def build(dataset: str = "crowdpose", num_joints: int | None = None) -> LitePose:
-        joints = num_joints or len(get_skeleton(dataset)["joints"])
-        return LitePose(load_arch(config), joints)
-
-    build.__name__ = name.replace("-", "_")
+    return Variant((size, size), f"{description} (mobile_configs/{config}.json)", config)
 
 
-for _name, (_config, _description) in _VARIANTS.items():
-    _register(_name, _config, _description)
+VARIANTS = {
+    "litepose-xs": _variant("search-XS", "LitePose-Auto-XS"),
+    "litepose-s": _variant("search-S", "LitePose-Auto-S"),
+    "litepose-m": _variant("search-M", "LitePose-Auto-M"),
+    "litepose-l": _variant("search-L", "LitePose-Auto-L"),
+}
+SPECS = register_family(FAMILY, VARIANTS, build)

@@ -1,23 +1,29 @@
-"""Model registry: every network is registered by name with a decorator and built by one factory.
+"""Model registry: every network is registered by name and built by one factory.
 
-A family module (``litepose.py``, ``litehrnet.py``, ...) registers one builder per variant::
+A family module (``litepose.py``, ``litehrnet.py``, ...) declares data and one build function::
 
-    @register_model(ModelSpec(name="litepose-s", family="litepose", kind="bottom-up", ...))
-    def litepose_s(dataset: str = "crowdpose") -> nn.Module: ...
+    LITEPOSE = Family(name="litepose", kind="bottom-up", datasets=("crowdpose", "coco"), ...)
+    register_family(LITEPOSE, {"litepose-s": Variant((448, 448), "LitePose-Auto-S", "search-S"), ...}, build)
 
-``build_model(name, **options)`` looks the name up (with a did-you-mean on typos), checks the
-options against the spec, and returns the ``nn.Module`` in eval mode.
+``register_family`` makes one spec and one named builder per variant (timm's ``register_model`` +
+``build_model_with_cfg``): the builder picks the dataset, sizes the head (``num_joints`` for pose,
+``num_classes`` for segmentation; validated here and nowhere else), calls ``build(spec, config,
+head_size)`` and attaches ``model.spec`` and ``model.dataset``. ``build_model(name, **options)`` looks
+the name up (with a did-you-mean on typos) and returns the builder's module in eval mode.
 """
 
 from __future__ import annotations
 
 import difflib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from torch import nn
 
+from edgepose.device.segmentation_classes import get_classes
+from edgepose.device.skeletons import get_skeleton
 from edgepose.errors import EdgeposeError
 
 
@@ -26,9 +32,18 @@ class OutputSpec:
     """One model output: what it holds and at which stride of the input it lives."""
 
     name: str  # graph output name used by every exporter, e.g. "heatmaps_tags"
-    role: str  # "heatmaps_tags" (J heatmaps then J AE tags) or "heatmaps"
+    role: str  # "heatmaps_tags" (J heatmaps then J AE tags), "heatmaps", or "logits" (one per class)
     stride: int  # input size / output size
-    channels_per_joint: int  # 2 for heatmaps+tags, 1 for heatmaps
+    channels_per_joint: int  # per head unit (joint or class): 2 for heatmaps+tags, 1 for heatmaps/logits
+
+
+@dataclass(frozen=True)
+class PaperFigure:
+    """A MAC figure as the paper prints it for one input size, in the units of the spec's convention."""
+
+    input_size: tuple[int, int]
+    value: float  # e.g. 1.95 (GFLOPs)
+    source: str  # where it is printed, e.g. "Lite-HRNet paper, Cityscapes table"
 
 
 @dataclass(frozen=True)
@@ -36,27 +51,36 @@ class ModelSpec:
     """What the toolkit needs to know about a variant without building it."""
 
     name: str
-    family: str  # "litepose", "litehrnet", "higherhrnet", "efficienthrnet"
-    kind: str  # "bottom-up" or "top-down"
+    family: str  # "litepose", "litehrnet" (pose and segmentation), "higherhrnet", "efficienthrnet"
+    kind: str  # "bottom-up" or "top-down" (pose), "segmentation"
     input_size: tuple[int, int]  # default (H, W): the paper's input size
     datasets: tuple[str, ...]  # accepted `dataset=` values, the first is the default
     size_multiple: int  # H and W must be multiples of this
     outputs: tuple[OutputSpec, ...]
     paper: str  # short citation, e.g. "LitePose (CVPR 2022)"
-    mac_convention: str  # the paper's own MAC convention: "ptflops-0.6" or "torchstat"
+    mac_convention: str  # the paper's own MAC convention: "ptflops-0.6", "torchstat", "torchstat-seg-fit"
     description: str = ""
     extra_sizes: tuple[tuple[int, int], ...] = field(default=())  # other published input sizes
+    published: tuple[PaperFigure, ...] = field(default=())  # printed figures shown beside the count
+    head_option: str = "num_joints"  # the build option that sizes the head: "num_joints" or "num_classes"
 
     @property
     def default_dataset(self) -> str:
         return self.datasets[0]
+
+    def published_figure(self, input_size: tuple[int, int]) -> PaperFigure | None:
+        """The paper's printed MAC figure at ``input_size``, where the spec records one."""
+        return next((f for f in self.published if tuple(f.input_size) == tuple(input_size)), None)
 
 
 _REGISTRY: dict[str, tuple[ModelSpec, Callable[..., nn.Module]]] = {}
 
 
 def register_model(spec: ModelSpec) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
-    """Decorator: register ``builder`` under ``spec.name``. Builders take ``dataset=`` at least."""
+    """Decorator: register ``builder`` under ``spec.name`` (the primitive under :func:`register_family`).
+
+    A builder takes ``dataset=`` (and head options) and returns a model carrying ``.spec`` and ``.dataset``.
+    """
 
     def wrap(builder: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
         if spec.name in _REGISTRY:
@@ -67,8 +91,100 @@ def register_model(spec: ModelSpec) -> Callable[[Callable[..., nn.Module]], Call
     return wrap
 
 
+@dataclass(frozen=True)
+class Family:
+    """What every variant of a family shares: the spec fields that do not change between variants."""
+
+    name: str  # ModelSpec.family
+    kind: str
+    paper: str
+    datasets: tuple[str, ...]  # the first is the default
+    size_multiple: int
+    outputs: tuple[OutputSpec, ...]
+    mac_convention: str
+    head_option: str = "num_joints"  # the build option that sizes the output head ("num_classes")
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One member of a family: its paper input size, a description, and the family's config for it."""
+
+    input_size: tuple[int, int]
+    description: str
+    config: Any = None  # handed to the family's build function as is (an arch dict, a config name, ...)
+    extra_sizes: tuple[tuple[int, int], ...] = ()
+    published: tuple[PaperFigure, ...] = ()
+
+
+# Build function of a family: (spec, variant config, head size) -> module.
+BuildFn = Callable[[ModelSpec, Any, int], nn.Module]
+
+# Default head size per head option: the number of labels the dataset defines.
+_HEAD_LABELS: dict[str, Callable[[str], Sequence[str]]] = {
+    "num_joints": lambda dataset: get_skeleton(dataset)["joints"],
+    "num_classes": lambda dataset: get_classes(dataset)["classes"],
+}
+
+
+def head_size(spec: ModelSpec, dataset: str, value: object = None) -> int:
+    """The head size (joints or classes) for ``dataset``: ``value`` if given (a positive int), else the
+    number of labels the dataset defines."""
+    if value is None:
+        return len(_HEAD_LABELS[spec.head_option](dataset))
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise EdgeposeError(f"{spec.name}: {spec.head_option} must be a positive integer, got {value!r}")
+    return value
+
+
+def register_family(family: Family, variants: Mapping[str, Variant], build: BuildFn) -> dict[str, ModelSpec]:
+    """Register every variant of ``family``: one spec and one named builder each; returns the specs by name."""
+    specs = {}
+    for name, variant in variants.items():
+        spec = ModelSpec(
+            name=name,
+            family=family.name,
+            kind=family.kind,
+            input_size=variant.input_size,
+            datasets=family.datasets,
+            size_multiple=family.size_multiple,
+            outputs=family.outputs,
+            paper=family.paper,
+            mac_convention=family.mac_convention,
+            description=variant.description,
+            extra_sizes=variant.extra_sizes,
+            published=variant.published,
+            head_option=family.head_option,
+        )
+        register_model(spec)(_named_builder(spec, variant.config, build))
+        specs[name] = spec
+    return specs
+
+
+def _named_builder(spec: ModelSpec, config: Any, build: BuildFn) -> Callable[..., nn.Module]:
+    """The builder registered for ``spec``: dataset check, head size, build, then ``.spec`` / ``.dataset``."""
+    function_name = spec.name.replace("-", "_")
+
+    def builder(dataset: str | None = None, **options: Any) -> nn.Module:
+        dataset = dataset or spec.default_dataset
+        if dataset not in spec.datasets:
+            raise EdgeposeError(
+                f"{spec.name} has no {dataset!r} head; choose one of: {', '.join(spec.datasets)}"
+            )
+        size = head_size(spec, dataset, options.pop(spec.head_option, None))
+        if options:
+            raise TypeError(f"{function_name}() got an unexpected keyword argument {next(iter(options))!r}")
+        model = build(spec, config, size)
+        model.spec = spec
+        model.dataset = dataset
+        return model
+
+    builder.__name__ = builder.__qualname__ = function_name
+    builder.__doc__ = f"Build {spec.description} for ``dataset`` (or ``{spec.head_option}`` outputs)."
+    return builder
+
+
 def _ensure_families_loaded() -> None:
-    # Importing the family modules runs their @register_model decorators.
+    # Importing the family modules runs their register_family calls.
     from edgepose.models import families  # noqa: F401
 
 
@@ -93,22 +209,16 @@ def get_spec(name: str) -> ModelSpec:
 def build_model(name: str, **options) -> nn.Module:
     """Build the registered network ``name`` in eval mode.
 
-    Common options: ``dataset`` (one of ``spec.datasets``) and ``num_joints`` where the family
-    allows it. The returned module carries its spec as ``model.spec`` and the chosen dataset as
+    Common options: ``dataset`` (one of ``spec.datasets``) and the head size (``spec.head_option``:
+    ``num_joints``, or ``num_classes`` for segmentation). The returned module carries its spec as ``model.spec`` and the chosen dataset as
     ``model.dataset``.
     """
-    spec = get_spec(name)
-    dataset = options.get("dataset") or spec.default_dataset
-    if dataset not in spec.datasets:
-        raise EdgeposeError(f"{name} has no {dataset!r} head; choose one of: {', '.join(spec.datasets)}")
-    options["dataset"] = dataset
+    get_spec(name)  # an unknown name is an error with a did-you-mean
     builder = _REGISTRY[name][1]
     try:
         model = builder(**options)
     except TypeError as exc:  # an option this family does not take
         raise EdgeposeError(f"bad option for {name}: {exc}") from None
-    model.spec = spec
-    model.dataset = dataset
     return model.eval()
 
 

@@ -8,23 +8,19 @@ precision.
 
 import importlib
 
-from ..errors import EdgeposeError
+from ..formats import BACKENDS, get_backend
 from ..manifest import default_backend, model_file
 from .base import Runtime
-
-# backend name -> module in this package (kept apart so that e.g. TensorRT is never imported on a Pi)
-BACKENDS = {"onnxruntime": "ort", "tflite": "litert", "tensorrt": "trt"}
 
 __all__ = ["BACKENDS", "Runtime", "open_runtime"]
 
 
 def open_runtime(model_dir, manifest, backend=None, threads=None, verify=True):
     """Load the model of ``model_dir`` on ``backend`` (default: the manifest's) with ``threads``."""
-    backend = backend or default_backend(manifest)
-    if backend not in BACKENDS:
-        raise EdgeposeError("unknown backend {!r}; choose one of: {}".format(backend, ", ".join(BACKENDS)))
+    backend = get_backend(backend or default_backend(manifest)).name
     path = model_file(model_dir, manifest, backend, verify=verify)
-    module = importlib.import_module("." + BACKENDS[backend], __name__)
+    # Each backend is its own module, imported only when used (a Pi never imports TensorRT).
+    module = importlib.import_module("." + BACKENDS[backend].module, __name__)
     if threads is None:
         threads = (manifest.get("runtime") or {}).get("threads")
     return module.RUNTIME(path, manifest, threads=threads)

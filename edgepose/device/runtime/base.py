@@ -1,6 +1,7 @@
 """The interface every backend implements, plus the layout, batching and (de)quantisation they share."""
 
 import importlib
+import os
 
 import numpy as np
 
@@ -74,6 +75,47 @@ class Runtime(object):
                 )
             mapping[spec["name"]] = same[0]
         return mapping
+
+
+def check_shapes(path, manifest, input_shape, output_shapes):
+    """Refuse a model whose real input or output shapes are not the manifest's; one line per difference.
+
+    ``input_shape`` and ``output_shapes`` ({manifest output name: shape}) are what the loaded model
+    reports, in its own layout (as the manifest records them). A dynamic dimension (None, a name, -1)
+    matches anything. manifest.json cannot list its own sha256, so this is what catches an edited one
+    before a runtime fails mid-run with its own message.
+    """
+    problems = []
+    pairs = [("input " + manifest["input"].get("name", "input"), input_shape, manifest["input"]["shape"])]
+    pairs += [
+        ("output " + o["name"], output_shapes.get(o["name"]), o["shape"])
+        for o in manifest["outputs"]
+        if o["name"] in output_shapes
+    ]
+    for what, real, wanted in pairs:
+        if not _same_shape(real, wanted):
+            problems.append(
+                "{} of {} is {}, but manifest.json says {}".format(
+                    what, os.path.basename(path), _show(real), _show(wanted)
+                )
+            )
+    if problems:
+        problems[-1] += ": manifest.json was edited or belongs to another model; export the folder again"
+        raise EdgeposeError("\n".join(problems))
+
+
+def _dynamic(dim):
+    return not isinstance(dim, (int, np.integer)) or int(dim) < 0
+
+
+def _same_shape(real, wanted):
+    if real is None or wanted is None or len(real) != len(wanted):
+        return False
+    return all(_dynamic(r) or _dynamic(w) or int(r) == int(w) for r, w in zip(real, wanted))
+
+
+def _show(shape):
+    return "[{}]".format(", ".join("?" if _dynamic(d) else str(int(d)) for d in (shape or [])))
 
 
 def require(module, hint):

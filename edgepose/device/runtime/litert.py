@@ -7,15 +7,18 @@ output tensors; the manifest's copy of them is informative only.
 import numpy as np
 
 from ..errors import EdgeposeError
-from .base import Runtime, dequantize, fixed_batch, quantize
+from ..formats import backend_of_module
+from .base import Runtime, check_shapes, dequantize, fixed_batch, quantize
+
+BACKEND = backend_of_module(__name__)
 
 
 def _interpreter_module():
     """The Interpreter module of whichever TFLite runtime is installed (LiteRT first)."""
     errors = []
-    for name in ("ai_edge_litert.interpreter", "tflite_runtime.interpreter"):
+    for package in BACKEND.packages:
         try:
-            return __import__(name, fromlist=["Interpreter"])
+            return __import__(package + ".interpreter", fromlist=["Interpreter"])
         except ImportError as exc:
             errors.append(str(exc))
     raise EdgeposeError(
@@ -27,12 +30,12 @@ def _interpreter_module():
 class TFLiteRuntime(Runtime):
     """A TFLite ``Interpreter`` behind the common interface (XNNPACK on CPU by default)."""
 
-    backend = "tflite"
+    backend = BACKEND.name
 
     def __init__(self, path, manifest, threads=None):
         Runtime.__init__(self, path, manifest, threads)
         module = _interpreter_module()
-        self.backend = "tflite ({})".format(module.__name__.split(".")[0])
+        self.backend = "{} ({})".format(BACKEND.name, module.__name__.split(".")[0])
         delegates = []
         delegate = (manifest.get("runtime") or {}).get("delegate")
         if delegate and delegate not in ("xnnpack", "cpu"):
@@ -57,6 +60,12 @@ class TFLiteRuntime(Runtime):
         outs = self.interpreter.get_output_details()
         self.out_details = outs
         self.mapping = self.match_outputs([(o["name"], [int(d) for d in o["shape"]]) for o in outs])
+        check_shapes(
+            path,
+            manifest,
+            _signature(self.input),
+            dict((name, _signature(outs[i])) for name, i in self.mapping.items()),
+        )
 
     def _infer(self, x):
         detail = self.input
@@ -76,6 +85,13 @@ class TFLiteRuntime(Runtime):
                 value = dequantize(value, scale, zero_point)
             result[name] = value.astype(np.float32)
         return result
+
+
+def _signature(detail):
+    """A tensor's shape with -1 where it is dynamic (``shape_signature``), else its shape."""
+    shape = detail.get("shape_signature")
+    shape = detail["shape"] if shape is None or not len(shape) else shape
+    return [int(d) for d in shape]
 
 
 def _package_version(module_name):

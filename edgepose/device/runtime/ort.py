@@ -1,17 +1,20 @@
 """onnxruntime backend (host, Raspberry Pi, any CPU; GPU providers if the manifest asks for them)."""
 
 from ..errors import EdgeposeError
-from .base import Runtime, fixed_batch, require
+from ..formats import backend_of_module
+from .base import Runtime, check_shapes, fixed_batch, require
+
+BACKEND = backend_of_module(__name__)
 
 
 class OnnxRuntime(Runtime):
     """An ``onnxruntime.InferenceSession`` behind the common interface."""
 
-    backend = "onnxruntime"
+    backend = BACKEND.name
 
     def __init__(self, path, manifest, threads=None):
         Runtime.__init__(self, path, manifest, threads)
-        ort = require("onnxruntime", "pip install onnxruntime")
+        ort = require(BACKEND.packages[0], "pip install onnxruntime")
         self.version = ort.__version__
         options = ort.SessionOptions()
         if threads:
@@ -39,6 +42,9 @@ class OnnxRuntime(Runtime):
         outs = self.session.get_outputs()
         self.names = [o.name for o in outs]
         self.mapping = self.match_outputs([(o.name, o.shape) for o in outs])
+        check_shapes(
+            path, manifest, inputs[0].shape, dict((n, outs[i].shape) for n, i in self.mapping.items())
+        )
 
     def _infer(self, x):
         values = self.session.run(None, {self.input_name: x})

@@ -7,8 +7,10 @@ TensorRT version and GPU) and moves buffers with pycuda, which is what JetPack 4
 import numpy as np
 
 from ..errors import EdgeposeError
-from .base import Runtime, fixed_batch, require
+from ..formats import backend_of_module
+from .base import Runtime, check_shapes, fixed_batch, require
 
+BACKEND = backend_of_module(__name__)
 _TRT_HINT = "on a Jetson it comes with JetPack (python3-libnvinfer); elsewhere pip install tensorrt"
 _CUDA_HINT = "pip install pycuda (on a Jetson with CPATH/LIBRARY_PATH pointing at /usr/local/cuda)"
 
@@ -16,11 +18,11 @@ _CUDA_HINT = "pip install pycuda (on a Jetson with CPATH/LIBRARY_PATH pointing a
 class TensorRTRuntime(Runtime):
     """A deserialised TensorRT engine with page-locked host buffers and one CUDA stream."""
 
-    backend = "tensorrt"
+    backend = BACKEND.name
 
     def __init__(self, path, manifest, threads=None):
         Runtime.__init__(self, path, manifest, threads)
-        trt = require("tensorrt", _TRT_HINT)
+        trt = require(BACKEND.packages[0], _TRT_HINT)
         self.cuda = require("pycuda.driver", _CUDA_HINT)
         require("pycuda.autoinit", _CUDA_HINT)  # creates the CUDA context on GPU 0
         self.trt = trt
@@ -46,6 +48,9 @@ class TensorRTRuntime(Runtime):
         outs = [t for t in self.io if not t["input"]]
         self.mapping = self.match_outputs([(t["name"], t["shape"]) for t in outs])
         self.outputs = outs
+        check_shapes(
+            path, manifest, self.input["shape"], dict((n, outs[i]["shape"]) for n, i in self.mapping.items())
+        )
         self._buffers = {}
 
     def _io_tensors(self):

@@ -1,0 +1,59 @@
+"""What ``edgepose eval MODEL`` runs: a registry model in PyTorch, described by an in-memory manifest.
+
+The manifest is the one ``edgepose export`` would write for this model, weights and input size
+(its ``model``, ``input`` and ``outputs`` sections, from the export pipeline's own builders), so the
+device pipeline decodes the PyTorch model exactly as it decodes an exported artifact of it.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from edgepose.device.manifest import SCHEMA
+
+
+def model_manifest(
+    model_name: str,
+    weights: str | os.PathLike | None = None,
+    dataset: str | None = None,
+    input_size: tuple[int, int] | None = None,
+) -> tuple[dict[str, Any], Path | None]:
+    """The manifest of ``model_name`` with these weights (None: the exporter's seeded random weights),
+    and the checkpoint file to load (None for random weights)."""
+    import torch
+
+    from edgepose.export.pipeline import RANDOM_SEED, ExportJob, io_sections, model_section
+    from edgepose.hub import resolve_weights
+    from edgepose.models import build_model, check_input_size, get_spec
+
+    spec = get_spec(model_name)
+    used = resolve_weights(weights, model=model_name, dataset=dataset) if weights else None
+    released = used.entry if used is not None else None
+    dataset = dataset or (released.dataset if released else None)
+    height, width = input_size or (released.input_size if released else spec.input_size)
+    check_input_size(spec, height, width)
+    with torch.random.fork_rng():
+        torch.manual_seed(RANDOM_SEED)
+        model = build_model(model_name, dataset=dataset)
+    job = ExportJob(
+        model_name=model_name,
+        model=model,
+        spec=spec,
+        dataset=model.dataset,
+        input_size=(height, width),
+        recipe=None,  # nothing is exported: the model, input and outputs sections do not read it
+        stage=Path("."),
+        weights=used,
+    )
+    inp, outs = io_sections(job)
+    manifest = {
+        "schema": SCHEMA,
+        "model": model_section(job),
+        "input": inp,
+        "outputs": outs,
+        "format": "pytorch",
+        "precision": "fp32",
+    }
+    return manifest, (used.path if used is not None else None)
