@@ -150,22 +150,19 @@ def test_litepose_split_matches_the_unsplit_model_on_the_photo(name):
 # --- TFLite -------------------------------------------------------------------------------------
 
 
-class TinyNet(nn.Module):
-    """A 7x7 depthwise at stride 2 and at stride 1 (each + ReLU6), a 1x1 conv, a 5x5 depthwise."""
+def tiny_net() -> nn.Module:
+    """A 7x7 depthwise at stride 2 and at stride 1 (each + ReLU6), a 1x1 conv, a 5x5 depthwise.
 
-    def __init__(self) -> None:
-        super().__init__()
-        self.body = nn.Sequential(
-            nn.Conv2d(3, 8, 1),
-            nn.Conv2d(8, 8, 7, 2, 3, groups=8),
-            nn.ReLU6(),
-            nn.Conv2d(8, 8, 7, 1, 3, groups=8),
-            nn.ReLU6(),
-            nn.Conv2d(8, 8, 5, 1, 2, groups=8),
-        )
-
-    def forward(self, x):
-        return self.body(x)
+    Built from torch's own modules: the conversion's child process unpickles the model by class name.
+    """
+    return nn.Sequential(
+        nn.Conv2d(3, 8, 1),
+        nn.Conv2d(8, 8, 7, 2, 3, groups=8),
+        nn.ReLU6(),
+        nn.Conv2d(8, 8, 7, 1, 3, groups=8),
+        nn.ReLU6(),
+        nn.Conv2d(8, 8, 5, 1, 2, groups=8),
+    )
 
 
 @pytest.fixture(scope="module")
@@ -174,7 +171,7 @@ def tiny_tflite():
     from edgepose.export import tflite as tfl
 
     torch.manual_seed(0)
-    net = TinyNet().eval()
+    net = tiny_net().eval()
     split, _ = dwsplit.split_depthwise(net)
     return net, [tfl.convert_fp32(split, ["out"], (32, 32)) for _ in range(2)]
 

@@ -9,8 +9,8 @@ from torch import nn
 from edgepose.device.formats import TFLiteOptions
 from edgepose.errors import EdgeposeError
 from edgepose.export import parity, subpixel
-from edgepose.export.recipe import parse_recipe
 from edgepose.export.fold import fold_batchnorm
+from edgepose.export.recipe import parse_recipe
 from edgepose.models import build_model
 
 EXACT = [  # kernel, stride, padding, output_padding: every one has output = stride x input

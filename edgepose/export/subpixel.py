@@ -14,6 +14,7 @@ transpose in NHWC: TFLite's depth-to-space) gives the transposed conv's output. 
 from __future__ import annotations
 
 import copy
+
 import torch
 import torch.nn.functional as F
 from torch import nn
