@@ -76,10 +76,9 @@ def convert(module: nn.Module, input_nhwc: tuple[int, ...]) -> bytes:
     """fp32 .tflite of an NCHW ``module`` with an NHWC input named ``input``."""
     import litert_torch
 
-    with tfl.quiet():
-        edge = litert_torch.convert(
-            tfl.ChannelsLast(module.eval(), ["out"]).eval(), sample_kwargs={"input": torch.zeros(input_nhwc)}
-        )
+    edge = litert_torch.convert(
+        tfl.ChannelsLast(module.eval(), ["out"]).eval(), sample_kwargs={"input": torch.zeros(input_nhwc)}
+    )
     return edge.model_content()
 
 
@@ -90,9 +89,8 @@ def quantize_layer(fp32: bytes, input_nhwc: tuple[int, ...], samples: int = 8) -
     rng = np.random.default_rng(0)
     q = quantizer.Quantizer(bytearray(fp32), recipe.static_wi8_ai8())
     data = [{"input": rng.standard_normal(input_nhwc).astype(np.float32)} for _ in range(samples)]
-    with tfl.quiet():
-        ranges = tfl.widen_constant_ranges(q.calibrate({tfl.SIGNATURE: data}))
-        return bytes(q.quantize(ranges).quantized_model)
+    ranges = tfl.widen_constant_ranges(q.calibrate({tfl.SIGNATURE: data}))
+    return bytes(q.quantize(ranges).quantized_model)
 
 
 def variant(module: nn.Module, layout: str, deconv: bool = True) -> nn.Module:
@@ -105,15 +103,40 @@ def variant(module: nn.Module, layout: str, deconv: bool = True) -> nn.Module:
 
 
 def time_files(files: dict[tuple, bytes], threads: list[int], rounds: int, runs: int) -> dict[tuple, dict]:
-    """Interleaved rounds: every (key, threads) once per round; median and p10 over all samples."""
+    """Interleaved rounds: every (key, threads) once per round; median and p10 over all samples.
+
+    A key whose second item is "onnxruntime" holds ONNX bytes (timed in onnxruntime); the rest are .tflite.
+    """
     samples: dict[tuple, list[float]] = {(*key, t): [] for key in files for t in threads}
     for _ in range(rounds):
         for key, data in files.items():
             for t in threads:
+                if key[1] == "onnxruntime":
+                    samples[(*key, t)] += time_onnx_session(data, get_spec(key[0]).input_size, t, runs)
+                    continue
                 interpreter = make_interpreter(data, t)
                 samples[(*key, t)] += time_invoke(interpreter, runs, warmup=2)
                 del interpreter
     return {k: {"median_ms": statistics.median(v), "p10_ms": p10(v)} for k, v in samples.items()}
+
+
+def time_onnx_session(data: bytes, size: tuple[int, int], threads: int, runs: int) -> list[float]:
+    """``runs`` timed calls (ms) of an onnxruntime CPU session on the parity photo, after 2 warm-up calls."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    session = ort.InferenceSession(data, options, providers=["CPUExecutionProvider"])
+    feed = {"input": parity.sample_input(size)}
+    for _ in range(2):
+        session.run(None, feed)
+    times = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        session.run(None, feed)
+        times.append((time.perf_counter() - t0) * 1e3)
+    return times
 
 
 def part_layers(args: argparse.Namespace) -> list[dict]:
@@ -194,6 +217,8 @@ def part_models(args: argparse.Namespace, calib_dir: Path) -> list[dict]:
                 files[(name, layout, precision)] = data
             rows.append(row)
             print(f"{name} {layout}: int8 SQNR {row['int8']['sqnr_db']}", flush=True)
+        if args.ort:  # the onnx recipe's ONNX of the unsplit model, timed in the same rounds
+            files[(name, "onnxruntime", "fp32")] = onnx_bytes(folded, name, 17)
     timed = time_files(files, args.threads, args.rounds, args.runs)
     for row in rows:
         row["latency"] = {
@@ -201,6 +226,10 @@ def part_models(args: argparse.Namespace, calib_dir: Path) -> list[dict]:
             for precision in ("fp32", "int8")
             for t in args.threads
         }
+        if args.ort:
+            row["latency"].update(
+                {f"ort_{t}t": timed[(row["model"], "onnxruntime", "fp32", t)] for t in args.threads}
+            )
     return rows
 
 
@@ -227,23 +256,11 @@ def onnx_bytes(model: nn.Module, name: str, opset: int) -> bytes:
 def time_onnx_files(
     files: dict[tuple, bytes], threads: list[int], rounds: int, runs: int
 ) -> dict[tuple, dict]:
-    import onnxruntime as ort
-
     samples: dict[tuple, list[float]] = {(*key, t): [] for key in files for t in threads}
     for _ in range(rounds):
         for key, data in files.items():
             for t in threads:
-                options = ort.SessionOptions()
-                options.intra_op_num_threads = t
-                options.inter_op_num_threads = 1
-                session = ort.InferenceSession(data, options, providers=["CPUExecutionProvider"])
-                feed = {"input": parity.sample_input(get_spec(key[0]).input_size)}
-                for _ in range(2):
-                    session.run(None, feed)
-                for _ in range(runs):
-                    t0 = time.perf_counter()
-                    session.run(None, feed)
-                    samples[(*key, t)].append((time.perf_counter() - t0) * 1e3)
+                samples[(*key, t)] += time_onnx_session(data, get_spec(key[0]).input_size, t, runs)
     return {k: {"median_ms": statistics.median(v), "p10_ms": p10(v)} for k, v in samples.items()}
 
 
@@ -318,7 +335,9 @@ def markdown(result: dict) -> str:
         lines.append("")
     if result.get("models"):
         lines += ["## Whole models: TFLite latency (ms, median (p10)) and int8 parity vs PyTorch fp32", ""]
-        cols = [f"{p} {t}t" for p in ("fp32", "int8") for t in threads]
+        with_ort = any(k.startswith("ort_") for k in result["models"][0]["latency"])
+        kinds = ("fp32", "int8", "ort") if with_ort else ("fp32", "int8")
+        cols = [f"{p} {t}t" for p in kinds for t in threads]
         lines += [
             "| model | layout | " + " | ".join(cols) + " | fp32 max abs diff | int8 SQNR dB | int8 peaks |",
             "|---|---|" + "---:|" * len(cols) + "---|---|---|",
@@ -326,7 +345,7 @@ def markdown(result: dict) -> str:
         for r in result["models"]:
             lat = " | ".join(
                 f"{r['latency'][f'{p}_{t}t']['median_ms']:.1f} ({r['latency'][f'{p}_{t}t']['p10_ms']:.1f})"
-                for p in ("fp32", "int8")
+                for p in kinds
                 for t in threads
             )
             diff = " / ".join(f"{v:.1e}" for v in r["fp32"]["max_abs_diff"])
@@ -334,6 +353,8 @@ def markdown(result: dict) -> str:
             peaks = " / ".join(f"{v:.2f}" for v in r["int8"]["peak_agreement"])
             lines.append(f"| {r['model']} | {r['layout']} | {lat} | {diff} | {sqnr} | {peaks} |")
         lines.append("")
+    if result.get("models") and "none" in result["layouts"]:
+        lines += ratio_lines(result)
     if result.get("onnx"):
         lines += [
             "## onnxruntime (CPU): the onnx recipe's ONNX (opset 17) and the jetson recipe's (opset 13), ms",
@@ -358,6 +379,30 @@ def markdown(result: dict) -> str:
     return "\n".join(lines)
 
 
+def ratio_lines(result: dict) -> list[str]:
+    """Issue #13's goals per model and thread count: each layout's fp32 against "none" (the export before),
+    its int8 against its own fp32, and both against onnxruntime fp32 (where timed); ratios of medians."""
+    index = {(r["model"], r["layout"]): r["latency"] for r in result["models"]}
+    with_ort = any(k.startswith("ort_") for k in result["models"][0]["latency"])
+    head = "| model | layout | threads | fp32 new / old | int8 new / old | int8 / fp32 (new) |"
+    head += " fp32 / onnxruntime | int8 / onnxruntime |" if with_ort else ""
+    lines = ["## Ratios of medians (old = layout none, the export before the rewrites)", "", head]
+    lines.append("|---|---|---:|---:|---:|---:|" + ("---:|---:|" if with_ort else ""))
+    for (model, layout), lat in index.items():
+        if layout == "none":
+            continue
+        old = index[(model, "none")]
+        for t in result["threads"]:
+            m = {k: v["median_ms"] for k, v in lat.items()}
+            o = {k: v["median_ms"] for k, v in old.items()}
+            cells = [m[f"fp32_{t}t"] / o[f"fp32_{t}t"], m[f"int8_{t}t"] / o[f"int8_{t}t"]]
+            cells.append(m[f"int8_{t}t"] / m[f"fp32_{t}t"])
+            if with_ort:
+                cells += [m[f"fp32_{t}t"] / m[f"ort_{t}t"], m[f"int8_{t}t"] / m[f"ort_{t}t"]]
+            lines.append(f"| {model} | {layout} | {t} | " + " | ".join(f"{c:.2f}" for c in cells) + " |")
+    return [*lines, ""]
+
+
 def main(argv: list[str] | None = None) -> int:
     from ai_edge_litert import __version__ as litert_version
 
@@ -370,6 +415,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
     ap.add_argument("--stem", default="dwsplit_candidates")
+    ap.add_argument(
+        "--ort", action="store_true", help="models part: also time the onnx recipe's ONNX in the same rounds"
+    )
     ap.add_argument("--keep", type=Path, help="models part: keep (and reuse) the converted files here")
     ap.add_argument(
         "--no-subpixel",
@@ -395,7 +443,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     flags = f"--part {args.part} --models {','.join(args.models)} --layouts {','.join(args.layouts)}"
     flags += f" --threads {','.join(map(str, args.threads))} --rounds {args.rounds} --runs {args.runs}"
-    flags += "" if args.subpixel else " --no-subpixel"
+    flags += ("" if args.subpixel else " --no-subpixel") + (" --ort" if args.ort else "")
     result["command"] = f".venv/bin/python benchmarks/dwsplit_candidates.py {flags}"
     if args.part in ("layers", "both"):
         result["layers"] = part_layers(args)

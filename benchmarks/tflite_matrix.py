@@ -7,9 +7,10 @@ JSON is rewritten after every cell, so an interrupted run keeps what it measured
 When every cell is exported, each distinct model.tflite is timed in ai-edge-litert (XNNPACK, 1 thread
 by default: the other core is usually busy here) in ``--rounds`` interleaved rounds of ``--runs`` calls;
 median and p10 over all rounds (identical files, e.g. rpi4 and snapdragon855 int8, are timed once).
-Writes ``<out>/tflite_matrix.json`` and ``<out>/tflite_matrix.md``.
+Writes ``<out>/<stem>.json`` and ``<out>/<stem>.md`` (``--stem``, default ``tflite_matrix``: a partial run
+can go beside the full table instead of replacing it).
 
-    .venv/bin/python benchmarks/tflite_matrix.py [--models litepose-xs ...] [--cells rpi4:fp32 ...] [--rounds 3] [--runs 5] [--out benchmarks/results]
+    .venv/bin/python benchmarks/tflite_matrix.py [--models litepose-xs ...] [--cells rpi4:fp32 ...] [--rounds 3] [--runs 5] [--out benchmarks/results] [--stem tflite_matrix]
 """
 
 from __future__ import annotations
@@ -179,6 +180,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="interleaved timing rounds (0: no latency)")
     parser.add_argument("--runs", type=int, default=5, help="timed calls per file per round")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
+    parser.add_argument("--stem", default="tflite_matrix", help="result file names (<stem>.json, <stem>.md)")
     args = parser.parse_args()
     cases = [c for c in CASES if not args.models or c[0] in args.models]
     result = {
@@ -198,13 +200,13 @@ def main() -> None:
                 folders.append(row.pop("folder", None))
                 result["rows"].append(row)
                 print(f"{model} {size} {cell}: {row['wall_s']:.0f} s, {cell_text(row)}", flush=True)
-                write_text(args.out / "tflite_matrix.json", json.dumps(result, indent=2) + "\n")
+                write_text(args.out / f"{args.stem}.json", json.dumps(result, indent=2) + "\n")
         if args.rounds > 0:
             result.update(threads=args.threads, rounds=args.rounds, runs=args.runs)
             result["load_timing_start"] = round(os.getloadavg()[0], 2)
             time_cells(result["rows"], folders, args.threads, args.rounds, args.runs)
             result["load_timing_end"] = round(os.getloadavg()[0], 2)
-    save_result(args.out, "tflite_matrix", result, markdown(result))
+    save_result(args.out, args.stem, result, markdown(result))
 
 
 if __name__ == "__main__":

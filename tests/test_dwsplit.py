@@ -3,6 +3,7 @@ nothing else touched, deterministic; and in TFLite: no wide depthwise op left, p
 
 import json
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -266,3 +267,25 @@ def test_lite_hrnet_has_nothing_to_split(name):
     split, report = dwsplit.split_depthwise(model)
     assert report.rewritten == [] and report.skipped == {}
     assert [type(m) for m in split.modules()] == [type(m) for m in model.modules()]
+
+
+def test_a_recipe_can_turn_both_rewrites_off(tmp_path):
+    """``[tflite] depthwise_split = "none"``, ``subpixel_deconv = false``: the graph of the export before issue #13."""
+    pytest.importorskip("litert_torch", reason="TFLite export needs litert-torch (export extra)")
+    from ai_edge_litert.tools import flatbuffer_utils as fb
+
+    from edgepose.export.pipeline import export_model
+    from edgepose.export.recipe import load_recipe
+
+    rpi4 = load_recipe("rpi4")
+    recipe = replace(rpi4, options=rpi4.options._replace(depthwise_split="none", subpixel_deconv=False))
+    folder = export_model("litepose-xs", recipe, input_size=(64, 64), out=tmp_path / "plain")
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert manifest["export"]["depthwise_split"]["layout"] == "none"
+    assert manifest["export"]["depthwise_split"]["layers"] == 0
+    assert manifest["export"]["subpixel_deconv"]["enabled"] is False
+    ops = tflite_ops_module()
+    model = fb.read_model_from_bytearray(bytearray((folder / "model.tflite").read_bytes()))
+    kinds = [ops.describe(model, i)["kind"] for i in range(len(model.subgraphs[0].operators))]
+    assert sum(k.startswith("DEPTHWISE_CONV_2D 7x7") for k in kinds) == 34
+    assert sum(k.startswith("TRANSPOSE_CONV") for k in kinds) == 6
