@@ -30,12 +30,13 @@ import os
 import statistics
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import torch
 from bench_common import save_result
-from tflite_ops import make_interpreter, p10, time_invoke
+from tflite_ops import make_interpreter, p10
 from torch import nn
 
 from edgepose.device.machine import host_info
@@ -47,6 +48,14 @@ from edgepose.models import build_model, get_spec
 
 MODELS = ("litepose-xs", "litepose-s", "litepose-m", "litepose-l")
 VARIANTS = ("none", *dwsplit.LAYOUTS)
+NOT_TIMED = {"median_ms": float("nan"), "p10_ms": float("nan"), "calls": 0}
+
+
+def ms(figures: dict) -> str:
+    """``median (p10)`` in ms, or "not timed"."""
+    if figures["calls"] == 0:
+        return "not timed"
+    return f"{figures['median_ms']:.1f} ({figures['p10_ms']:.1f})"
 
 
 def layer_shapes(names: list[str]) -> dict[tuple[int, int, int], dict[str, int]]:
@@ -102,8 +111,11 @@ def variant(module: nn.Module, layout: str, deconv: bool = True) -> nn.Module:
     return subpixel.rewrite_deconvs(module)[0] if deconv else module
 
 
-def time_files(files: dict[tuple, bytes], threads: list[int], rounds: int, runs: int) -> dict[tuple, dict]:
+def time_files(
+    files: dict[tuple, bytes], threads: list[int], rounds: int, runs: int, cap: float | None = None
+) -> dict[tuple, dict]:
     """Interleaved rounds: every (key, threads) once per round; median and p10 over all samples.
+    ``cap``: seconds of timed calls per file, thread count and round (:func:`capped_calls`).
 
     A key whose second item is "onnxruntime" holds ONNX bytes (timed in onnxruntime); the rest are .tflite.
     """
@@ -112,16 +124,37 @@ def time_files(files: dict[tuple, bytes], threads: list[int], rounds: int, runs:
         for key, data in files.items():
             for t in threads:
                 if key[1] == "onnxruntime":
-                    samples[(*key, t)] += time_onnx_session(data, get_spec(key[0]).input_size, t, runs)
+                    samples[(*key, t)] += time_onnx_session(data, get_spec(key[0]).input_size, t, runs, cap)
                     continue
                 interpreter = make_interpreter(data, t)
-                samples[(*key, t)] += time_invoke(interpreter, runs, warmup=2)
+                samples[(*key, t)] += capped_calls(interpreter.invoke, runs, cap)
                 del interpreter
-    return {k: {"median_ms": statistics.median(v), "p10_ms": p10(v)} for k, v in samples.items()}
+    return {
+        k: {"median_ms": statistics.median(v), "p10_ms": p10(v), "calls": len(v)} for k, v in samples.items()
+    }
 
 
-def time_onnx_session(data: bytes, size: tuple[int, int], threads: int, runs: int) -> list[float]:
-    """``runs`` timed calls (ms) of an onnxruntime CPU session on the parity photo, after 2 warm-up calls."""
+def capped_calls(call: Callable[[], object], runs: int, cap: float | None) -> list[float]:
+    """``runs`` timed calls (ms) after 2 warm-up calls; with ``cap`` (seconds), fewer once the timed calls
+    have taken that long (at least one), and one warm-up call when that one alone took more than ``cap``."""
+    t0 = time.perf_counter()
+    call()
+    if cap is None or time.perf_counter() - t0 <= cap:
+        call()
+    times: list[float] = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        call()
+        times.append((time.perf_counter() - t0) * 1e3)
+        if cap is not None and sum(times) > cap * 1e3:
+            break
+    return times
+
+
+def time_onnx_session(
+    data: bytes, size: tuple[int, int], threads: int, runs: int, cap: float | None = None
+) -> list[float]:
+    """Timed calls (ms) of an onnxruntime CPU session on the parity photo (:func:`capped_calls`)."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
@@ -129,14 +162,7 @@ def time_onnx_session(data: bytes, size: tuple[int, int], threads: int, runs: in
     options.inter_op_num_threads = 1
     session = ort.InferenceSession(data, options, providers=["CPUExecutionProvider"])
     feed = {"input": parity.sample_input(size)}
-    for _ in range(2):
-        session.run(None, feed)
-    times = []
-    for _ in range(runs):
-        t0 = time.perf_counter()
-        session.run(None, feed)
-        times.append((time.perf_counter() - t0) * 1e3)
-    return times
+    return capped_calls(lambda: session.run(None, feed), runs, cap)
 
 
 def part_layers(args: argparse.Namespace) -> list[dict]:
@@ -214,15 +240,16 @@ def part_models(args: argparse.Namespace, calib_dir: Path) -> list[dict]:
                     "peak_agreement": [f["peak_agreement"] for f in figures],
                     "max_abs_diff": [f["max_abs_diff"] for f in figures],
                 }
-                files[(name, layout, precision)] = data
+                if not (layout == "none" and precision == "int8" and name in args.skip_old_int8):
+                    files[(name, layout, precision)] = data
             rows.append(row)
             print(f"{name} {layout}: int8 SQNR {row['int8']['sqnr_db']}", flush=True)
         if args.ort:  # the onnx recipe's ONNX of the unsplit model, timed in the same rounds
             files[(name, "onnxruntime", "fp32")] = onnx_bytes(folded, name, 17)
-    timed = time_files(files, args.threads, args.rounds, args.runs)
+    timed = time_files(files, args.threads, args.rounds, args.runs, args.cap)
     for row in rows:
         row["latency"] = {
-            f"{precision}_{t}t": timed[(row["model"], row["layout"], precision, t)]
+            f"{precision}_{t}t": timed.get((row["model"], row["layout"], precision, t), NOT_TIMED)
             for precision in ("fp32", "int8")
             for t in args.threads
         }
@@ -290,7 +317,13 @@ def markdown(result: dict) -> str:
         f"{result['date']}, {result['host']['cpu']} ({result['host']['cores']} cores), 1-min load "
         f"{result['load_start']:.2f} at the start, {result['load_end']:.2f} at the end; ai-edge-litert "
         f"{result['litert']}, XNNPACK; median (p10) of {result['rounds']} interleaved rounds x "
-        f"{result['runs']} calls; random seeded weights.",
+        f"{result['runs']} calls"
+        + (
+            f" (fewer, at least one, past {result['cap']:g} s per file and round)"
+            if result.get("cap")
+            else ""
+        )
+        + "; random seeded weights.",
         "",
     ]
     threads = result["threads"]
@@ -343,11 +376,7 @@ def markdown(result: dict) -> str:
             "|---|---|" + "---:|" * len(cols) + "---|---|---|",
         ]
         for r in result["models"]:
-            lat = " | ".join(
-                f"{r['latency'][f'{p}_{t}t']['median_ms']:.1f} ({r['latency'][f'{p}_{t}t']['p10_ms']:.1f})"
-                for p in kinds
-                for t in threads
-            )
+            lat = " | ".join(ms(r["latency"][f"{p}_{t}t"]) for p in kinds for t in threads)
             diff = " / ".join(f"{v:.1e}" for v in r["fp32"]["max_abs_diff"])
             sqnr = " / ".join(f"{v:.1f}" for v in r["int8"]["sqnr_db"])
             peaks = " / ".join(f"{v:.2f}" for v in r["int8"]["peak_agreement"])
@@ -399,7 +428,8 @@ def ratio_lines(result: dict) -> list[str]:
             cells.append(m[f"int8_{t}t"] / m[f"fp32_{t}t"])
             if with_ort:
                 cells += [m[f"fp32_{t}t"] / m[f"ort_{t}t"], m[f"int8_{t}t"] / m[f"ort_{t}t"]]
-            lines.append(f"| {model} | {layout} | {t} | " + " | ".join(f"{c:.2f}" for c in cells) + " |")
+            text = " | ".join("-" if c != c else f"{c:.2f}" for c in cells)  # nan: not timed
+            lines.append(f"| {model} | {layout} | {t} | {text} |")
     return [*lines, ""]
 
 
@@ -418,6 +448,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--ort", action="store_true", help="models part: also time the onnx recipe's ONNX in the same rounds"
     )
+    ap.add_argument(
+        "--skip-old-int8",
+        default="",
+        help="models part: comma-separated models whose unsplit int8 is not timed (seconds per call)",
+    )
+    ap.add_argument(
+        "--cap", type=float, help="models part: seconds of timed calls per file, thread count and round"
+    )
     ap.add_argument("--keep", type=Path, help="models part: keep (and reuse) the converted files here")
     ap.add_argument(
         "--no-subpixel",
@@ -429,6 +467,7 @@ def main(argv: list[str] | None = None) -> int:
     args.models = args.models.split(",")
     args.layouts = args.layouts.split(",")
     args.threads = [int(t) for t in args.threads.split(",")]
+    args.skip_old_int8 = [m for m in args.skip_old_int8.split(",") if m]
     torch.set_num_threads(1)
     result = {
         "date": datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0).isoformat(),
@@ -439,11 +478,14 @@ def main(argv: list[str] | None = None) -> int:
         "threads": args.threads,
         "rounds": args.rounds,
         "runs": args.runs,
+        "cap": args.cap,
         "command": "",
     }
     flags = f"--part {args.part} --models {','.join(args.models)} --layouts {','.join(args.layouts)}"
     flags += f" --threads {','.join(map(str, args.threads))} --rounds {args.rounds} --runs {args.runs}"
     flags += ("" if args.subpixel else " --no-subpixel") + (" --ort" if args.ort else "")
+    flags += f" --cap {args.cap:g}" if args.cap else ""
+    flags += f" --skip-old-int8 {','.join(args.skip_old_int8)}" if args.skip_old_int8 else ""
     result["command"] = f".venv/bin/python benchmarks/dwsplit_candidates.py {flags}"
     if args.part in ("layers", "both"):
         result["layers"] = part_layers(args)

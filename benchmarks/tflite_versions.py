@@ -2,10 +2,11 @@
 
 ``--make DIR`` (needs this project's venv) writes one-layer .tflite files, fp32 and int8, from LitePose's
 shapes (96 channels, 64x64, stride 1, random seeded weights): a 5x5 and a 7x7 depthwise conv (+ ReLU6),
-the 7x7 split by ``edgepose.export.dwsplit`` (default layout), a 4x4 stride-2 transposed conv
+the 7x7 split by ``edgepose.export.dwsplit`` (default layout, and ``columns``: no dilated tiles), a 4x4 stride-2 transposed conv
 (24 -> 24 channels) and the same as a sub-pixel conv (``edgepose.export.subpixel``).
 ``--time DIR`` times them in whichever runtime imports (``ai_edge_litert``, else ``tflite_runtime``):
-default XNNPACK delegate, 1 thread, interleaved rounds, min and median. It runs under Python 3.7+ with
+default XNNPACK delegate, 1 thread, interleaved rounds, min and median; a file the runtime cannot load
+(an op version newer than it knows) is recorded as an error. It runs under Python 3.7+ with
 numpy only, so an old runtime can be installed next to it without touching the project's venv:
 
     .venv/bin/python benchmarks/tflite_versions.py --make /tmp/layers
@@ -21,7 +22,7 @@ import statistics
 import sys
 import time
 
-FILES = ("dw5", "dw7", "dw7_split", "tconv", "tconv_subpixel")
+FILES = ("dw5", "dw7", "dw7_split", "dw7_columns", "tconv", "tconv_subpixel")
 
 
 def make(folder):
@@ -39,6 +40,7 @@ def make(folder):
     for k in (5, 7):
         layers[f"dw{k}"] = (nn.Sequential(nn.Conv2d(96, 96, k, 1, k // 2, groups=96), nn.ReLU6()), 96)
     layers["dw7_split"] = (dwsplit.split_depthwise(layers["dw7"][0])[0], 96)
+    layers["dw7_columns"] = (dwsplit.split_depthwise(layers["dw7"][0], "columns")[0], 96)  # no dilation
     layers["tconv"] = (nn.Sequential(nn.ConvTranspose2d(24, 24, 4, 2, 1), nn.ReLU()), 24)
     layers["tconv_subpixel"] = (subpixel.rewrite_deconvs(layers["tconv"][0])[0], 24)
     for name, (module, channels) in layers.items():

@@ -38,7 +38,7 @@ from edgepose.errors import EdgeposeError
 MAX_TAPS = 25
 LAYOUTS = ("columns", "rows", "centred", "ring")
 # The recipes' default (its one home is TFLiteOptions), chosen by measurement (docs/tflite.md,
-# benchmarks/results/dwsplit_candidates.md).
+# benchmarks/results/dwsplit_layouts.md).
 DEFAULT_LAYOUT = TFLiteOptions().depthwise_split
 
 
