@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 EXTRAS ?= export,tflite,device,bench,accuracy,weights,dev
 
-.PHONY: venv demo test test-fast lint format clean
+.PHONY: venv demo test test-fast lint format clean emulated-rpi4 emulated-rpi4-stop
 
 $(BIN)/edgepose: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +27,13 @@ test: venv
 
 test-fast: venv
 	$(BIN)/python -m pytest -n 2 -q -m "not slow"
+
+# An emulated Raspberry Pi 4 (arm64 Debian under qemu, sshd on 127.0.0.1:2222): docs/emulated.md.
+emulated-rpi4:
+	@devices/emulated/rpi4.sh up
+
+emulated-rpi4-stop:
+	@devices/emulated/rpi4.sh stop
 
 lint: venv
 	$(BIN)/ruff check edgepose tests benchmarks

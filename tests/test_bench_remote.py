@@ -114,6 +114,22 @@ def test_ssh_command_line_is_batch_mode_with_timeout():
     )
 
 
+def test_an_ssh_config_file_goes_to_ssh_and_scp_and_keeps_its_own_host_key_policy(tmp_path, capsys):
+    from edgepose.cli import main
+
+    target = SshTarget("emulated-rpi4", config="/c/config")
+    cmd = target.ssh_command("true")
+    assert cmd[1:3] == ["-F", "/c/config"] and cmd[-2:] == ["emulated-rpi4", "true"]
+    assert not any(o.startswith("StrictHostKeyChecking") for o in cmd)  # the config file decides
+    assert target._common("-P")[:2] == ["-F", "/c/config"]  # scp reads the same file
+    missing = tmp_path / "nope"
+    code = main(["bench", "--device", "rpi4", "--host", "emulated-rpi4", "--ssh-config", str(missing)])
+    assert (
+        code == 2
+        and capsys.readouterr().err.strip() == f"edgepose: error: --ssh-config {missing}: no such file"
+    )
+
+
 FAKE_ADB = r'''#!{python}
 """A stand-in for adb: /data/... paths live under $FAKE_ADB_ROOT; every call is logged."""
 import os, shutil, subprocess, sys

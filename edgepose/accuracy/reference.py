@@ -24,16 +24,11 @@ def model_manifest(
     and the checkpoint file to load (None for random weights)."""
     import torch
 
-    from edgepose.export.pipeline import RANDOM_SEED, ExportJob, io_sections, model_section
-    from edgepose.hub import resolve_weights
-    from edgepose.models import build_model, check_input_size, get_spec
+    from edgepose.export.pipeline import RANDOM_SEED, ExportJob, io_sections, model_section, resolve_source
+    from edgepose.models import build_model, get_spec
 
     spec = get_spec(model_name)
-    used = resolve_weights(weights, model=model_name, dataset=dataset) if weights else None
-    released = used.entry if used is not None else None
-    dataset = dataset or (released.dataset if released else None)
-    height, width = input_size or (released.input_size if released else spec.input_size)
-    check_input_size(spec, height, width)
+    used, dataset, (height, width) = resolve_source(spec, weights, dataset, input_size)
     with torch.random.fork_rng():
         torch.manual_seed(RANDOM_SEED)
         model = build_model(model_name, dataset=dataset)

@@ -127,12 +127,13 @@ def to_markdown(records: Iterable[dict[str, Any]], columns: Iterable[str] = MD_C
 def status(rec: dict[str, Any]) -> str:
     """What a reader must know before trusting a record's number, in a few words ("ok" when nothing)."""
     notes = []
-    if not rec.get("on_device"):
+    emulated = (rec.get("host") or {}).get("emulated")
+    if emulated:
+        notes.append(f"emulated ({emulated})")
+    elif not rec.get("on_device"):
         notes.append("host-run")
     if rec.get("stand_in_for"):
         notes.append(f"{rec.get('runtime')} for {rec['stand_in_for']}")
-    if (rec.get("host") or {}).get("emulated"):
-        notes.append(f"emulated ({rec['host']['emulated']})")
     if rec.get("capped"):
         notes.append(f"capped at {rec.get('runs_done')} runs")
     return ", ".join(notes) or "ok"

@@ -37,6 +37,7 @@ class SshTarget:
         port: int | None = None,
         identity: str | None = None,
         options: Sequence[str] = (),
+        config: str | None = None,
         connect_timeout: int = 10,
     ) -> None:
         if not host or host.startswith("-"):
@@ -44,12 +45,13 @@ class SshTarget:
         self.host = host
         self.port = port
         self.identity = identity
+        self.config = config  # an ssh_config file (-F): host aliases, keys, known_hosts, as ssh reads them
         self.options = ["BatchMode=yes", f"ConnectTimeout={int(connect_timeout)}", *options]
-        if not any(o.startswith("StrictHostKeyChecking") for o in options):
+        if not any(o.startswith("StrictHostKeyChecking") for o in options) and not config:
             self.options.append("StrictHostKeyChecking=accept-new")
 
     def _common(self, port_flag: str) -> list[str]:
-        args = []
+        args = ["-F", self.config] if self.config else []
         for opt in self.options:
             args += ["-o", opt]
         if self.port:

@@ -70,6 +70,9 @@ def register(subparsers) -> None:
     reach.add_argument("--port", type=int, help="ssh port (or give it in --host)")
     reach.add_argument("--identity", metavar="KEY", help="ssh private key")
     reach.add_argument("--ssh-option", action="append", default=[], metavar="OPT", help="extra ssh -o option")
+    reach.add_argument(
+        "--ssh-config", metavar="FILE", help="an ssh_config file for ssh and scp (-F), e.g. the emulated Pi's"
+    )
     reach.add_argument("--adb", metavar="SERIAL", help="Android device serial (see `adb devices`)")
     reach.add_argument("--adb-path", default="adb", help="the adb binary (default: adb on PATH)")
     reach.add_argument(
@@ -97,7 +100,10 @@ def ssh_target(args: argparse.Namespace):
         if port is not None and port != int(tail):
             raise EdgeposeError(f"--host says port {tail} and --port says {port}: give one")
         host, port = name, int(tail)
-    return SshTarget(host, port=port, identity=args.identity, options=args.ssh_option)
+    config = args.ssh_config
+    if config and not Path(config).is_file():
+        raise EdgeposeError(f"--ssh-config {config}: no such file")
+    return SshTarget(host, port=port, identity=args.identity, options=args.ssh_option, config=config)
 
 
 def run(args: argparse.Namespace) -> int:

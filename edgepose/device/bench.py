@@ -31,13 +31,15 @@ def base_record(manifest, device, on_device, threads, runs, warmup):
     hw = shape[1:3] if inp.get("layout") == "NHWC" else shape[2:4]
     runtime = manifest.get("runtime", {})
     models = [(k, v) for k, v in sorted(manifest.get("artifacts", {}).items()) if k in model_files()]
+    host = host_info()
     return {
         "schema": SCHEMA,
         "date": utc_now(),
         "edgepose_version": manifest.get("edgepose_version"),
         "device": device,
-        "on_device": bool(on_device),
-        "host": host_info(),
+        # An emulated device (qemu) runs the device's software, not at the device's speed: not on it.
+        "on_device": bool(on_device) and not host.get("emulated"),
+        "host": host,
         "model": model.get("name"),
         "dataset": model.get("dataset"),
         "params": model.get("params"),

@@ -46,6 +46,28 @@ def cpu_name():
     return platform.processor() or platform.machine() or "unknown"
 
 
+# An ARM userland on an x86 machine is qemu's user-mode emulation (qemu-user-static + binfmt_misc). Two
+# signs, either enough: the kernel's own architecture (/proc/sys/kernel/arch, recent kernels; uname -m is
+# what qemu says) and the host's CPU lines in /proc/cpuinfo (passed through by QEMU before 8.2).
+_X86_CPUINFO = ("GenuineIntel", "AuthenticAMD", "HygonGenuine")
+
+
+def emulation(machine=None, cpuinfo=None, kernel_arch=None):
+    """'qemu-aarch64' (qemu-<machine>) when this ARM process runs emulated on an x86 machine, else None."""
+    machine = machine if machine is not None else platform.machine()
+    if not machine.startswith(("aarch64", "arm")):
+        return None
+    kernel_arch = kernel_arch if kernel_arch is not None else (_read_first("/proc/sys/kernel/arch") or "")
+    if kernel_arch in ("x86_64", "i386", "i686"):
+        return "qemu-" + machine
+    text = cpuinfo if cpuinfo is not None else (_read_first("/proc/cpuinfo") or "")
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() == "vendor_id" and value.strip() in _X86_CPUINFO:
+            return "qemu-" + machine
+    return None
+
+
 def host_info():
     """Facts about the machine that ran the measurement (recorded next to every number)."""
     info = {
@@ -56,6 +78,7 @@ def host_info():
         "python": platform.python_version(),
         "hostname": platform.node(),
     }
+    info["emulated"] = emulation()  # e.g. "qemu-aarch64": its latency is not the device's
     if hasattr(os, "getloadavg"):  # a busy machine makes every number slower: keep the load with them
         info["load_avg_1m"] = round(os.getloadavg()[0], 2)
     governor = _read_first("/sys/devices/system/cpu/cpu0/cpufreq/scaling_governor")

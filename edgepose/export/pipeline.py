@@ -145,6 +145,22 @@ class ExportJob:
         return [batch, channels, h // output.stride, w // output.stride]
 
 
+def resolve_source(
+    spec: ModelSpec,
+    weights: str | os.PathLike | None,
+    dataset: str | None,
+    input_size: tuple[int, int] | None,
+) -> tuple[ResolvedWeights | None, str | None, tuple[int, int]]:
+    """The weights, dataset and input size a model is built with: what is given, else what the
+    released checkpoint fits (a catalog name), else the paper's size (the input size checked)."""
+    used = resolve_weights(weights, model=spec.name, dataset=dataset) if weights else None
+    released = used.entry if used is not None else None
+    dataset = dataset or (released.dataset if released else None)
+    height, width = input_size or (released.input_size if released else spec.input_size)
+    check_input_size(spec, height, width)
+    return used, dataset, (height, width)
+
+
 def export_model(
     model_name: str,
     target: str | os.PathLike | Recipe,
@@ -173,11 +189,7 @@ def export_model(
     recipe = resolve(recipe, precision=precision, opset=opset, dynamic_batch=dynamic_batch)
     if isinstance(input_size, str):
         input_size = parse_size(input_size)
-    used = resolve_weights(weights, model=model_name, dataset=dataset) if weights else None
-    released = used.entry if used is not None else None
-    dataset = dataset or (released.dataset if released else None)
-    height, width = input_size or (released.input_size if released else spec.input_size)
-    check_input_size(spec, height, width)
+    used, dataset, (height, width) = resolve_source(spec, weights, dataset, input_size)
     lowering = _import_lowering(recipe.format)
     replaceable = _replace_anything if force else check_replaceable
     if out and os.path.lexists(out):
