@@ -23,9 +23,9 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 
 from synthetic_crowds import check_people, cluster_scene, grid_scene, network_outputs  # noqa: E402
 
-from edgepose.device.bench import percentile  # noqa: E402
 from edgepose.device.decode_bottomup import GROUPINGS, BottomUpDecoder  # noqa: E402
 from edgepose.device.skeletons import get_skeleton  # noqa: E402
+from edgepose.device.timing import percentile  # noqa: E402
 
 LAYOUTS = {"grid": grid_scene, "clusters": cluster_scene}
 

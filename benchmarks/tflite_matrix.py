@@ -4,20 +4,28 @@ Each cell is one ``export_model(MODEL, TARGET, input_size=..., precision=..., ca
 process (litert-torch conversion, quantisation, the parity gate, staging; random seeded weights,
 16 crops of scikit-image photos as calibration). A cell that fails records its one-line error. The
 JSON is rewritten after every cell, so an interrupted run keeps what it measured.
-Writes ``<out>/tflite_matrix.json`` and ``<out>/tflite_matrix.md``.
+When every cell is exported, each distinct model.tflite is timed in ai-edge-litert (XNNPACK, 1 thread
+by default: the other core is usually busy here) in ``--rounds`` interleaved rounds of ``--runs`` calls;
+median and p10 over all rounds (identical files, e.g. rpi4 and snapdragon855 int8, are timed once).
+Writes ``<out>/<stem>.json`` and ``<out>/<stem>.md`` (``--stem``, default ``tflite_matrix``: a partial run
+can go beside the full table instead of replacing it).
 
-    .venv/bin/python benchmarks/tflite_matrix.py [--models litepose-xs ...] [--precisions rpi4:fp32 ...] [--out benchmarks/results]
+    .venv/bin/python benchmarks/tflite_matrix.py [--models litepose-xs ...] [--cells rpi4:fp32 ...] [--rounds 3] [--runs 5] [--out benchmarks/results] [--stem tflite_matrix]
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime
+import hashlib
 import json
+import os
+import statistics
 import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
 from bench_common import save_result
 
 from edgepose.atomic import write_text
@@ -59,6 +67,7 @@ def export_cell(model: str, size: str, target: str, precision: str, calib: Path,
         row.update(wall_s=round(time.perf_counter() - start, 1), error=str(exc))
         return row
     row["wall_s"] = round(time.perf_counter() - start, 1)
+    row["folder"] = folder  # for the timing at the end; not written to the JSON
     manifest = json.loads((folder / "manifest.json").read_text())
     parity = manifest["parity"]
     row["file_mb"] = round((folder / "model.tflite").stat().st_size / 1e6, 2)
@@ -71,7 +80,41 @@ def export_cell(model: str, size: str, target: str, precision: str, calib: Path,
         }
     if "fp16_weights_in_pytorch" in parity:
         row["pytorch_fp16_sqnr_db"] = {n: f["sqnr_db"] for n, f in parity["fp16_weights_in_pytorch"].items()}
+    row["depthwise_split"] = manifest["export"].get("depthwise_split")
     return row
+
+
+def time_cells(rows: list[dict], folders: list[Path | None], threads: int, rounds: int, runs: int) -> None:
+    """Latency of every exported file (interleaved rounds, one interpreter at a time), into ``row["latency"]``."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    files: dict[str, bytes] = {}
+    for row, folder in zip(rows, folders):
+        if folder is not None:
+            data = (folder / "model.tflite").read_bytes()
+            row["sha256"] = hashlib.sha256(data).hexdigest()
+            files.setdefault(row["sha256"], data)
+    samples: dict[str, list[float]] = {key: [] for key in files}
+    for _ in range(rounds):
+        for key, data in files.items():
+            interpreter = Interpreter(model_content=data, num_threads=threads)
+            interpreter.allocate_tensors()
+            detail = interpreter.get_input_details()[0]
+            interpreter.set_tensor(detail["index"], np.zeros(detail["shape"], detail["dtype"]))
+            interpreter.invoke()
+            for _ in range(runs):
+                t0 = time.perf_counter()
+                interpreter.invoke()
+                samples[key].append((time.perf_counter() - t0) * 1e3)
+            del interpreter
+    for row in rows:
+        if "sha256" in row:
+            values = samples[row["sha256"]]
+            row["latency"] = {
+                "threads": threads,
+                "median_ms": statistics.median(values),
+                "p10_ms": float(np.percentile(values, 10)),
+            }
 
 
 def cell_text(row: dict) -> str:
@@ -98,13 +141,21 @@ def markdown(result: dict) -> str:
         f"{result['host'].get('load_avg_1m', '?')} at the start), random seeded weights, "
         f"{result['calibration_images']} calibration crops; wall = one export_model call in a warm process.",
         "",
-        "| model | input | target | precision | wall | file | parity vs PyTorch (per output) |",
-        "|---|---|---|---|---:|---:|---|",
+        f"Latency: XNNPACK, {result.get('threads', 1)} thread, median (p10) of {result.get('rounds', '?')} interleaved "
+        f"rounds x {result.get('runs', '?')} calls, 1-min load {result.get('load_timing_start', '?')} at the start "
+        f"and {result.get('load_timing_end', '?')} at the end of the timing; every LitePose file has its 7x7 "
+        "depthwise convs split for XNNPACK (manifest `export.depthwise_split`).",
+        "",
+        "| model | input | target | precision | wall | file | latency ms | parity vs PyTorch (per output) |",
+        "|---|---|---|---|---:|---:|---:|---|",
     ]
     for r in result["rows"]:
         size = f"{r['file_mb']:.2f} MB" if "file_mb" in r else ""
+        lat = r.get("latency")
+        latency = f"{lat['median_ms']:.1f} ({lat['p10_ms']:.1f})" if lat else ""
         lines.append(
-            f"| {r['model']} | {r['input']} | {r['target']} | {r['precision']} | {r['wall_s']:.0f} s | {size} | {cell_text(r)} |"
+            f"| {r['model']} | {r['input']} | {r['target']} | {r['precision']} | {r['wall_s']:.0f} s | {size} "
+            f"| {latency} | {cell_text(r)} |"
         )
     ok = sum("error" not in r for r in result["rows"])
     lines += [
@@ -125,7 +176,11 @@ def main() -> None:
     parser.add_argument("--models", nargs="*", help="only these models (default: all of CASES)")
     parser.add_argument("--cells", nargs="*", default=list(CELLS), help="target:precision pairs")
     parser.add_argument("--calib-images", type=int, default=16)
+    parser.add_argument("--threads", type=int, default=1, help="XNNPACK threads for the latency column")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved timing rounds (0: no latency)")
+    parser.add_argument("--runs", type=int, default=5, help="timed calls per file per round")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
+    parser.add_argument("--stem", default="tflite_matrix", help="result file names (<stem>.json, <stem>.md)")
     args = parser.parse_args()
     cases = [c for c in CASES if not args.models or c[0] in args.models]
     result = {
@@ -137,14 +192,21 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="edgepose-matrix-") as tmp:
         work = Path(tmp)
         calib = write_sample_images(work / "calib", count=args.calib_images)
+        folders: list[Path | None] = []
         for model, size in cases:
             for cell in args.cells:
                 target, precision = cell.split(":")
                 row = export_cell(model, size, target, precision, calib, work)
+                folders.append(row.pop("folder", None))
                 result["rows"].append(row)
                 print(f"{model} {size} {cell}: {row['wall_s']:.0f} s, {cell_text(row)}", flush=True)
-                write_text(args.out / "tflite_matrix.json", json.dumps(result, indent=2) + "\n")
-    save_result(args.out, "tflite_matrix", result, markdown(result))
+                write_text(args.out / f"{args.stem}.json", json.dumps(result, indent=2) + "\n")
+        if args.rounds > 0:
+            result.update(threads=args.threads, rounds=args.rounds, runs=args.runs)
+            result["load_timing_start"] = round(os.getloadavg()[0], 2)
+            time_cells(result["rows"], folders, args.threads, args.rounds, args.runs)
+            result["load_timing_end"] = round(os.getloadavg()[0], 2)
+    save_result(args.out, args.stem, result, markdown(result))
 
 
 if __name__ == "__main__":

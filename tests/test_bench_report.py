@@ -185,3 +185,23 @@ def test_report_command(tmp_path, capsys):
     assert "| host | True |" in capsys.readouterr().out
     assert main(["report", "--paper", "nope", "--records", str(path)]) == 2
     assert "unknown paper 'nope'" in capsys.readouterr().err
+
+
+def test_cityscapes_table_has_measured_latency_sources_and_the_fit():
+    paper = load_paper("litehrnet")
+    records = [
+        {**rec("litehrnet-18-seg", 900.0, size=(512, 1024)), "agreement": {"not_applicable": "pose only"}},
+        rec("litehrnet-30-seg", 1350.0, size=(512, 1024)),
+        rec("litehrnet-18-seg", 50.0, size=(128, 256)),  # another input size: not the paper's row
+    ]
+    t = build_table(paper, paper.table("cityscapes")[0], records, count_macs=False)
+    assert t.header[:2] == ["Model", "mIoU"]
+    assert cell(t, "Lite-HRNet-18", "mIoU") == "72.8" and cell(t, "Lite-HRNet-30", "mIoU") == "75.3"
+    assert cell(t, "Lite-HRNet-18", "host (Intel Xeon) ms") == "900"
+    assert cell(t, "Lite-HRNet-30", "host (Intel Xeon) ×") == "0.7×"  # 900 / 1350, -18 the baseline
+    assert cell(t, "Lite-HRNet-18", "MACs Gi (paper)") == "1.95"
+    notes = "\n".join(t.notes)
+    assert "Source: Lite-HRNet paper" in notes and "FITTED" in notes and "0.9097" in notes
+    # Keypoint agreement is pose-only: a segmentation record's n/a is said in the notes, not a failure.
+    assert cell(t, "Lite-HRNet-18", "host (Intel Xeon) agree AP") == "n/a"
+    assert "n/a: a segmentation model" in notes

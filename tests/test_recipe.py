@@ -41,6 +41,48 @@ def test_tflite_recipes_hold_a_limit_table_per_precision():
     assert set(sd855.runtime.delegates) == {"xnnpack", "gpu", "hexagon", "nnapi"}
 
 
+def test_segmentation_models_have_their_own_parity_tables():
+    # Logits are gated on per-pixel classes and SQNR, heatmaps on an absolute bar and peaks: the model
+    # kind, resolved at export, picks the table; pose models keep theirs.
+    fp32 = {"min_sqnr_db": 60.0, "min_pixel_agreement": 0.999}
+    for name in ("onnx", "jetson"):
+        recipe = load_recipe(name)
+        assert resolve(recipe, kind="segmentation").parity == fp32
+        assert resolve(recipe, kind="top-down").parity == recipe.parity == {"max_abs_diff": 1e-4}
+    rpi4, sd855 = load_recipe("rpi4"), load_recipe("snapdragon855")
+    assert resolve(rpi4, kind="segmentation").parity == fp32
+    for recipe in (rpi4, sd855):
+        fp16, int8 = (resolve(recipe, precision=p, kind="segmentation").parity for p in ("fp16", "int8"))
+        assert fp16 == {"min_sqnr_db": 40.0, "min_pixel_agreement": 0.98}
+        assert int8 == {"min_sqnr_db": 15.0, "min_pixel_agreement": 0.75}
+        assert resolve(recipe, precision="int8", kind="bottom-up").parity["min_peak_agreement"] == 0.2
+    with pytest.raises(EdgeposeError, match="unknown model kind 'depth'"):
+        resolve(rpi4, kind="depth")
+
+
+def test_parity_table_lookup_order(tmp_path):
+    recipe = load_recipe(write(tmp_path, """format = "tflite"
+precisions = ["fp32", "fp16"]
+[parity]
+max_abs_diff = 1.0
+[parity.fp16]
+max_abs_diff = 2.0
+[parity.segmentation]
+max_abs_diff = 3.0
+[parity.fp16.segmentation]
+max_abs_diff = 4.0
+"""))  # fmt: skip
+    found = {
+        (p, k): resolve(recipe, precision=p, kind=k).parity["max_abs_diff"]
+        for p in ("fp32", "fp16") for k in (None, "top-down", "segmentation")
+    }  # fmt: skip
+    # <precision>.<kind>, then <kind>, then <precision>, then the default table.
+    assert found == {
+        ("fp32", None): 1.0, ("fp32", "top-down"): 1.0, ("fp32", "segmentation"): 3.0,
+        ("fp16", None): 2.0, ("fp16", "top-down"): 2.0, ("fp16", "segmentation"): 4.0,
+    }  # fmt: skip
+
+
 def test_manifest_records_the_recipe_by_name_and_hash_not_path(tmp_path):
     data = load_recipe("rpi4").to_dict()
     assert data["name"] == "rpi4" and len(data["sha256"]) == 64
@@ -90,7 +132,7 @@ def test_user_recipe_by_path(tmp_path):
         ),
         (
             'format = "onnx"\nopset = 13\n[parity]\nmax_diff = 1\n',
-            "recipe {path}: unknown [parity] keys ['max_diff']; allowed: max_abs_diff, mean_abs_diff, min_sqnr_db, min_peak_agreement, noise_factor, noisy_min_sqnr_db",
+            "recipe {path}: unknown [parity] keys ['max_diff']; allowed: max_abs_diff, mean_abs_diff, min_sqnr_db, min_peak_agreement, min_pixel_agreement, noise_factor, noisy_min_sqnr_db",
         ),
         (
             'format = "onnx"\nopset = 13\n[parity]\nmax_abs_diff = "small"\n',
@@ -98,15 +140,27 @@ def test_user_recipe_by_path(tmp_path):
         ),
         (
             'format = "tflite"\n[parity.fp8]\nmin_sqnr_db = 1\n',
-            "recipe {path}: [parity.fp8] is not a precision; use one of fp32, fp16, int8",
+            "recipe {path}: [parity.fp8] is not a precision or a model kind; use one of fp32, fp16, int8, bottom-up, top-down, segmentation",
         ),
         (
             'format = "tflite"\n[parity.int8]\nmin_sqnr = 1\n',
-            "recipe {path} [parity.int8]: unknown [parity] keys ['min_sqnr']; allowed: max_abs_diff, mean_abs_diff, min_sqnr_db, min_peak_agreement, noise_factor, noisy_min_sqnr_db",
+            "recipe {path} [parity.int8]: unknown [parity] keys ['min_sqnr']; allowed: max_abs_diff, mean_abs_diff, min_sqnr_db, min_peak_agreement, min_pixel_agreement, noise_factor, noisy_min_sqnr_db",
         ),
         (
             'format = "onnx"\nopset = 13\n[tensorrt]\nworkspace_mib = 1\n',
             "recipe {path}: table [tensorrt] does not apply to format 'onnx'",
+        ),
+        (
+            'format = "tflite"\n[parity.fp16.depth]\nmin_sqnr_db = 1\n',
+            "recipe {path}: [parity.fp16.depth] is not a model kind; use one of bottom-up, top-down, segmentation",
+        ),
+        (
+            'format = "tflite"\n[parity.segmentation.fp16]\nmin_sqnr_db = 1\n',
+            "recipe {path}: [parity.segmentation] cannot hold tables (fp16)",
+        ),
+        (
+            'format = "onnx"\nopset = 13\n[parity.segmentation]\nmin_pixels = 1\n',
+            "recipe {path} [parity.segmentation]: unknown [parity] keys ['min_pixels']; allowed: max_abs_diff, mean_abs_diff, min_sqnr_db, min_peak_agreement, min_pixel_agreement, noise_factor, noisy_min_sqnr_db",
         ),
         (
             'format = "tensorrt"\nopset = 13\n[tensorrt]\nworkspace_mib = "big"\n',
@@ -262,7 +316,7 @@ def test_format_options_types_next_steps_and_override_messages():
     every = "{folder} {path} {model} {source}"
     assert parse_recipe({"format": "onnx", "opset": 13, "next_steps": [every]}).next_steps == (every,)
     assert recipe_error({"format": "onnx", "opset": 13, "next_steps": ["{nope}"]}) == (
-        "recipe <dict>: next_steps may use {folder}, {path}, {model}, {source}, not ['nope']"
+        "recipe <dict>: next_steps may use {folder}, {path}, {model}, {source}, {json}, not ['nope']"
     )
     assert recipe_error({"format": "onnx", "opset": 13, "next_steps": ["{folder"]}).startswith(
         "recipe <dict>: next_steps '{folder': "

@@ -49,10 +49,15 @@ class TensorRTOptions(NamedTuple):
 
 
 class TFLiteOptions(NamedTuple):
-    """``[tflite]`` of a recipe: the device's native timing command."""
+    """``[tflite]`` of a recipe: the device's native timing command and the XNNPACK graph rewrites."""
 
     benchmark_model: str = ""  # the on-device benchmark_model command line, written into the manifest
     benchmark_flags: dict = {}  # precision -> extra benchmark_model flags (e.g. the delegate)
+    # Depthwise convs of more than 25 taps rewritten as sums of ones XNNPACK has kernels for
+    # (edgepose/export/dwsplit.py: "ring", "columns", "rows", "centred", or "none"); docs/tflite.md.
+    depthwise_split: str = "ring"
+    # Upsampling transposed convs rewritten as conv + depth-to-space (edgepose/export/subpixel.py).
+    subpixel_deconv: bool = True
 
 
 # name: the format's name in recipes and manifests; model_file: the file the export writes;

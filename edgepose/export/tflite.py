@@ -30,7 +30,7 @@ from edgepose.atomic import write_bytes
 from edgepose.device.formats import format_of_lowering
 from edgepose.device.runtime.base import dequantize, quantize
 from edgepose.errors import EdgeposeError
-from edgepose.export import precision_gates
+from edgepose.export import dwsplit, precision_gates, subpixel
 from edgepose.export.calibration import input_value_range, load_calibration
 from edgepose.export.fold import fold_batchnorm
 from edgepose.export.isolated import run_isolated
@@ -219,14 +219,21 @@ def lower(job: ExportJob) -> dict[str, Any]:
     if job.precision == "int8":  # read the images first: a bad --calib fails before the slow conversion
         calib = load_calibration(job.calib, job.input_size, job.spec.kind, job.recipe.calib_max_images)
     folded, report = fold_batchnorm(job.model, torch.from_numpy(job.sample()))
-    data = convert_fp32(folded, job.output_names, job.input_size)
+    # XNNPACK rewrites (issue #13, docs/tflite.md), exact: every depthwise conv within 25 taps, every
+    # upsampling deconv as conv + depth-to-space. The child converts the rewritten graph; the gates
+    # compare the file with the unrewritten model.
+    graph, depthwise_split = dwsplit.apply(folded, job.recipe.options)
+    graph, subpixel_deconv = subpixel.apply(graph, job.recipe.options)
+    data = convert_fp32(graph, job.output_names, job.input_size)
     if job.precision == "fp16":
         data = quantize_fp16(data)
     elif job.precision == "int8":
         data = quantize_int8(data, calib.transpose(0, 2, 3, 1))
     figures = check_parity(job, data, folded, calib)
     write_bytes(job.stage / MODEL_FILE, data)
-    return fragment(job, data, report.as_dict(), figures, 0 if calib is None else len(calib))
+    result = fragment(job, data, report.as_dict(), figures, 0 if calib is None else len(calib))
+    result["export"].update(depthwise_split=depthwise_split, subpixel_deconv=subpixel_deconv)
+    return result
 
 
 def fragment(job: ExportJob, data: bytes, bn_fold: dict, figures: dict, calib_images: int) -> dict[str, Any]:
