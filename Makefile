@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 EXTRAS ?= export,tflite,device,bench,accuracy,weights,dev
 
-.PHONY: venv demo test test-fast lint format clean emulated-rpi4 emulated-rpi4-stop
+.PHONY: venv demo test test-fast lint format mutation clean emulated-rpi4 emulated-rpi4-stop
 
 $(BIN)/edgepose: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -38,6 +38,11 @@ emulated-rpi4-stop:
 lint: venv
 	$(BIN)/ruff check edgepose tests benchmarks
 	$(BIN)/ruff format --check edgepose tests benchmarks
+
+# Mutation testing of the modules that decide correctness (tests/mutation/modules.toml, docs/testing.md):
+# every module, or one: `make mutation MODULE=parity`. One mutant at a time, niced: minutes per module.
+mutation: venv
+	nice -n 10 $(BIN)/python tests/mutation/run.py $(MODULE)
 
 format: venv
 	$(BIN)/ruff format edgepose tests benchmarks

@@ -4,6 +4,7 @@ import pytest
 
 from edgepose.bench.profiles import list_profiles, load_profile
 from edgepose.errors import EdgeposeError
+from edgepose.export.recipe import load_recipe, resolve
 
 
 def test_shipped_profiles_resolve_against_their_recipes():
@@ -82,21 +83,46 @@ def test_user_profile_by_path_and_its_errors(tmp_path):
     good.write_text('recipe = "onnx"\nthreads = 8\n[reach]\nmethod = "ssh"\n')
     prof = load_profile(str(good))
     assert prof.name == "mybox" and prof.threads == 8 and prof.reach.method == "ssh"
+    # The whole message, naming the file; TOML's own words after "not valid TOML: " vary by version.
     for text, message in [
-        ('recipe = "onnx"\n[reach]\nmethod = "pigeon"\n', "reach.method"),
-        ('recipe = "onnx"\n[runtime]\nbackend = "x"\n', "unknown keys ['runtime']"),
-        ('recipe = "onnx"\nengine_builder = "trtexec"\n', "engine_builder"),
-        ('recipe = "jetson"\nengine_builder = "magic"\n', "engine_builder"),
-        ('recipe = "onnx"\n[native]\ntool = "stopwatch"\n', "native.tool"),
-        ('recipe = "rpi4"\n[runtimes.onnxruntime]\nrecipe = "jetson"\n', "runs on tensorrt, not onnxruntime"),
-        ('recipe = "rpi4"\n[runtimes.onnxruntime]\nthreads = 2\n', "needs a recipe"),
-        ("[reach]\n", "needs a 'recipe'"),
-        ("recipe = \n", "not valid TOML"),
+        (
+            'recipe = "onnx"\n[reach]\nmethod = "pigeon"\n',
+            "{path}: reach.method must be one of local, ssh, adb, got 'pigeon'",
+        ),
+        (
+            'recipe = "onnx"\n[runtime]\nbackend = "x"\n',
+            "{path}: unknown keys ['runtime']; allowed: name, description, recipe, precision, threads, delegate, "
+            "engine_builder, models, paper_column, hardware, reach, native, runtimes",
+        ),
+        (
+            'recipe = "onnx"\nengine_builder = "trtexec"\n',
+            "{path}: engine_builder ('trtexec') is for recipes that build an engine on the device: one of python, trtexec",
+        ),
+        (
+            'recipe = "jetson"\nengine_builder = "magic"\n',
+            "{path}: engine_builder ('magic') is for recipes that build an engine on the device: one of python, trtexec",
+        ),
+        (
+            'recipe = "onnx"\n[native]\ntool = "stopwatch"\n',
+            "{path}: native.tool must be one of trtexec, benchmark_model, got 'stopwatch'",
+        ),
+        (
+            'recipe = "rpi4"\n[runtimes.onnxruntime]\nrecipe = "jetson"\n',
+            "{path} [runtimes.onnxruntime]: recipe 'jetson' runs on tensorrt, not onnxruntime",
+        ),
+        (
+            'recipe = "rpi4"\n[runtimes.onnxruntime]\nthreads = 2\n',
+            "{path} [runtimes.onnxruntime]: needs a recipe and may set only recipe, precision, threads, delegate",
+        ),
+        ("[reach]\n", "{path}: a device profile needs a 'recipe' entry (an export target)"),
+        ("recipe = \n", "{path}: not valid TOML: "),
     ]:
         bad = tmp_path / "bad.toml"
         bad.write_text(text)
-        with pytest.raises(EdgeposeError, match=message.replace("[", r"\[").replace("]", r"\]")):
+        with pytest.raises(EdgeposeError) as err:
             load_profile(str(bad))
+        expected = message.format(path=bad)
+        assert str(err.value).startswith(expected) if expected.endswith(": ") else str(err.value) == expected
     with pytest.raises(EdgeposeError, match="device profile not found"):
         load_profile(str(tmp_path / "nope.toml"))
 
@@ -108,3 +134,90 @@ def test_engine_builder_is_a_profile_setting_of_tensorrt_recipes(tmp_path):
     )
     prof = load_profile(str(path))
     assert prof.recipe.options.builder == "trtexec" and prof.precision == "int8" and prof.int8
+
+
+def profile_error(tmp_path, text: str) -> str:
+    bad = tmp_path / "box.toml"
+    bad.write_text(text)
+    with pytest.raises(EdgeposeError) as err:
+        load_profile(str(bad))
+    return str(err.value).replace(str(bad), "{path}")
+
+
+def test_profile_tables_and_models_are_checked_with_whole_messages(tmp_path):
+    assert profile_error(tmp_path, 'recipe = "onnx"\nreach = "ssh"\n') == "{path}: [reach] must be a table"
+    assert profile_error(tmp_path, 'recipe = "onnx"\n[reach]\nmethod = "ssh"\nworkdir = 22\n') == (
+        "{path}: [reach] values must be strings"
+    )
+    assert profile_error(tmp_path, 'recipe = "onnx"\n[native]\ntool = "trtexec"\nflags = "-v"\n') == (
+        "{path}: unknown [native] keys ['flags']; allowed: tool, path, cpu_mask"
+    )
+    for models in ('"some"', "[1, 2]", '"xs"'):
+        assert profile_error(tmp_path, f'recipe = "onnx"\nmodels = {models}\n') == (
+            '{path}: models must be "all" or a list of model names'
+        )
+    assert profile_error(tmp_path, 'recipe = "onnx"\nruntimes = 3\n') == (
+        "{path}: [runtimes] must hold one table per runtime, e.g. [runtimes.onnxruntime]"
+    )
+    good = tmp_path / "good.toml"
+    good.write_text('recipe = "onnx"\nmodels = ["litepose-xs", "litepose-s"]\n')
+    assert load_profile(str(good)).models == ("litepose-xs", "litepose-s")
+    good.write_text('recipe = "onnx"\n')
+    assert load_profile(str(good)).models is None  # "all"
+
+
+def test_command_line_threads_reach_the_recipe_and_int8_refusal_lists_the_rest():
+    pi = load_profile("rpi4")
+    assert pi.with_settings(threads=2).threads == 2 and pi.threads == 4
+    assert pi.with_settings(threads=2, runtime="onnxruntime").recipe.runtime.threads == 2
+    nano = load_profile("jetson-nano")
+    with pytest.raises(EdgeposeError) as err:
+        nano.with_settings(precision="int8")
+    assert str(err.value) == (
+        "jetson-nano (devices/jetson-nano.toml) cannot run int8 (hardware.int8 = false): choose one of fp16, fp32"
+    )
+
+
+def test_the_manifest_records_the_resolved_recipe_in_full():
+    import hashlib
+
+    from edgepose import shipped
+
+    recipe = resolve(load_recipe("rpi4"), precision="fp16", threads=2)
+    # export/rpi4.toml, by hand: fp16's own parity table, XNNPACK with the threads given.
+    assert recipe.to_dict() == {
+        "name": "rpi4",
+        "sha256": hashlib.sha256(shipped.locate("recipes", "rpi4")[0].read_bytes()).hexdigest(),
+        "format": "tflite",
+        "precision": "fp16",
+        "precisions": ["fp32", "int8", "fp16"],
+        "opset": None,
+        "dynamic_batch": False,
+        "calib_max_images": 200,
+        "parity": {"min_sqnr_db": 40.0, "min_peak_agreement": 0.9},
+        "runtime": {"backend": "tflite", "threads": 2, "delegate": "xnnpack"},
+    }
+
+
+def test_a_profile_reads_its_name_description_and_each_runtime_choice(tmp_path):
+    pi = load_profile("rpi4")
+    assert (
+        pi.name == "rpi4"
+        and pi.description == "Raspberry Pi 4 Model B, 4x Cortex-A72 @ 1.5 GHz, 64-bit Raspberry Pi OS"
+    )
+    box = tmp_path / "box.toml"
+    box.write_text(
+        'name = "lab-box"\ndescription = "the lab box"\nrecipe = "onnx"\n'
+        '[runtimes.tflite]\nrecipe = "rpi4"\nprecision = "fp16"\nthreads = 3\ndelegate = "xnnpack"\n'
+    )
+    prof = load_profile(str(box))
+    assert (prof.name, prof.description) == ("lab-box", "the lab box")
+    tfl = prof.runtimes["tflite"]
+    assert (tfl.precision, tfl.runtime.threads, tfl.runtime.delegate) == ("fp16", 3, "xnnpack")
+    box.write_text('recipe = "onnx"\n')
+    assert (load_profile(str(box)).name, load_profile(str(box)).description) == ("box", "")
+    for runtimes, message in [
+        ('[runtimes.tflite]\nrecipe = "rpi4"\ncolour = "red"\n', "{path} [runtimes.tflite]: needs a recipe"),
+        ("[runtimes]\ntflite = 3\n", "{path} [runtimes.tflite]: needs a recipe"),
+    ]:
+        assert profile_error(tmp_path, 'recipe = "onnx"\n' + runtimes).startswith(message)

@@ -50,6 +50,14 @@ def test_latest_keeps_the_newest_of_each_measurement():
     got = latest([old, other, new])
     assert len(got) == 2
     assert {r["model"]: r["stats"]["median_ms"] for r in got} == {"litepose-xs": 7.0, "litepose-s": 50.0}
+    # Files are appended in any order (merged from devices): the date decides, not the position.
+    older = rec(median=3.0, date="2025-12-31T23:59:59Z")
+    got = latest([new, other, older, old])
+    assert [(r["model"], r["stats"]["median_ms"]) for r in got] == [
+        ("litepose-xs", 7.0),
+        ("litepose-s", 50.0),
+    ]
+    assert latest([new, old]) == [new] and latest([]) == []
 
 
 def test_csv_and_markdown_views():

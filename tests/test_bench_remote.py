@@ -51,14 +51,18 @@ def sshd(tmp_path_factory):
            "-o", "Subsystem=sftp internal-sftp"]  # fmt: skip
     log = open(d / "sshd.log", "w")
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
+    # OpenSSH is installed, so an sshd that exits or never listens is a failure, not a reason to skip.
     deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
+    while True:
         if proc.poll() is not None:
-            pytest.skip(f"sshd did not start: {(d / 'sshd.log').read_text().strip()[-300:]}")
+            pytest.fail(f"sshd exited with {proc.returncode}: {(d / 'sshd.log').read_text().strip()[-300:]}")
         try:
             socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
             break
         except OSError:
+            if time.monotonic() > deadline:
+                proc.kill()
+                pytest.fail(f"sshd did not listen on 127.0.0.1:{port} within 10 s")
             time.sleep(0.1)
     options = [f"UserKnownHostsFile={d / 'known_hosts'}", "StrictHostKeyChecking=no", "LogLevel=ERROR"]
     yield {

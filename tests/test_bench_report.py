@@ -3,6 +3,7 @@
 import csv
 import io
 
+import numpy as np
 import pytest
 
 from edgepose.bench.papers import list_papers, load_paper
@@ -91,7 +92,7 @@ def test_markdown_csv_and_latex_renderings(table):
     assert r"\begin{tabular}" in tex and r"$\times$" in tex and "HigherHRNet-W24" in tex
 
 
-def test_plot_puts_published_and_measured_points_of_a_device_on_the_same_axes(table):
+def test_plot_puts_published_and_measured_points_of_a_device_on_the_same_axes(table, monkeypatch):
     paper = load_paper("litepose")
     records = [
         rec("litepose-xs", 10.0),  # this host
@@ -114,8 +115,32 @@ def test_plot_puts_published_and_measured_points_of_a_device_on_the_same_axes(ta
     assert emulated.points == ((3300.0, 49.4, "LitePose-Auto-XS"),) and emulated.marker not in ("^", "o")
     assert "host (Intel Xeon)" in panels  # the host is no paper column: a panel of its own
     assert "Nano" in panels and all(s.label.startswith("published") for s in panels["Nano"])
+    # The figure itself, caught as it is saved: one visible axes per panel, titled, holding those points.
+    import matplotlib.figure
+    import matplotlib.image
+
+    saved = []
+    real_savefig = matplotlib.figure.Figure.savefig
+    monkeypatch.setattr(
+        matplotlib.figure.Figure,
+        "savefig",
+        lambda fig, *a, **k: saved.append(fig) or real_savefig(fig, *a, **k),
+    )
     png = plot_latency(paper, paper.table("crowdpose"), records)
-    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10000
+    (fig,) = saved
+    shown = [ax for ax in fig.axes if ax.get_visible()]
+    assert [ax.get_title() for ax in shown] == list(panels)
+    pi_axes = shown[list(panels).index("Pi")]
+    assert pi_axes.get_xscale() == "log" and pi_axes.get_xlabel() == "latency (ms, median)"
+    drawn = {c.get_label(): [tuple(p) for p in c.get_offsets()] for c in pi_axes.collections}
+    assert drawn["measured on rpi4"] == [(150.0, 49.4)]
+    assert drawn[emulated.label] == [(3300.0, 49.4)]
+    assert sorted(drawn) == sorted(pi) and (10.0, 49.4) not in sum(drawn.values(), [])  # the host is not a Pi
+    # The PNG is that figure: 5 x 4 inches per panel at 120 dpi, three panels a row.
+    image = matplotlib.image.imread(io.BytesIO(png), format="png")
+    rows, cols = -(-len(panels) // 3), min(3, len(panels))
+    assert image.shape[:2] == (4 * 120 * rows, 5 * 120 * cols)
+    assert len(np.unique(image.reshape(-1, image.shape[2]), axis=0)) > 20  # drawn, not blank
 
 
 def test_emulated_records_never_fill_the_device_column():
@@ -160,3 +185,23 @@ def test_report_command(tmp_path, capsys):
     assert "| host | True |" in capsys.readouterr().out
     assert main(["report", "--paper", "nope", "--records", str(path)]) == 2
     assert "unknown paper 'nope'" in capsys.readouterr().err
+
+
+def test_cityscapes_table_has_measured_latency_sources_and_the_fit():
+    paper = load_paper("litehrnet")
+    records = [
+        {**rec("litehrnet-18-seg", 900.0, size=(512, 1024)), "agreement": {"not_applicable": "pose only"}},
+        rec("litehrnet-30-seg", 1350.0, size=(512, 1024)),
+        rec("litehrnet-18-seg", 50.0, size=(128, 256)),  # another input size: not the paper's row
+    ]
+    t = build_table(paper, paper.table("cityscapes")[0], records, count_macs=False)
+    assert t.header[:2] == ["Model", "mIoU"]
+    assert cell(t, "Lite-HRNet-18", "mIoU") == "72.8" and cell(t, "Lite-HRNet-30", "mIoU") == "75.3"
+    assert cell(t, "Lite-HRNet-18", "host (Intel Xeon) ms") == "900"
+    assert cell(t, "Lite-HRNet-30", "host (Intel Xeon) ×") == "0.7×"  # 900 / 1350, -18 the baseline
+    assert cell(t, "Lite-HRNet-18", "MACs Gi (paper)") == "1.95"
+    notes = "\n".join(t.notes)
+    assert "Source: Lite-HRNet paper" in notes and "FITTED" in notes and "0.9097" in notes
+    # Keypoint agreement is pose-only: a segmentation record's n/a is said in the notes, not a failure.
+    assert cell(t, "Lite-HRNet-18", "host (Intel Xeon) agree AP") == "n/a"
+    assert "n/a: a segmentation model" in notes

@@ -15,11 +15,34 @@ import pytest
 from edgepose.device import build_engine, trtexec_build
 from edgepose.export.pipeline import export_model
 
-HAS_TRT = importlib.util.find_spec("tensorrt") is not None
 
-
-def test_gpu_name_is_a_string():
-    assert isinstance(build_engine.gpu_name(), str) and build_engine.gpu_name()
+def test_gpu_name_from_nvidia_smi_then_the_board_model_then_unknown(tmp_path, monkeypatch):
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    monkeypatch.setenv("PATH", str(bin_dir))
+    smi = bin_dir / "nvidia-smi"
+    smi.write_text('#!/bin/sh\n[ "$1 $2" = "--query-gpu=name --format=csv,noheader" ] || exit 9\n'
+                   'printf " NVIDIA H100 80GB HBM3 \\nNVIDIA H100 80GB HBM3\\n"\n')  # fmt: skip
+    smi.chmod(0o755)
+    assert build_engine.gpu_name() == "NVIDIA H100 80GB HBM3"  # the first GPU, stripped
+    # No nvidia-smi (a Jetson): the device tree's board model, NULs stripped.
+    smi.unlink()
+    model = tmp_path / "model"
+    model.write_bytes(b"NVIDIA Jetson Nano Developer Kit\x00")
+    real_open = open
+    monkeypatch.setattr(
+        build_engine,
+        "open",
+        lambda path, *a, **k: real_open(model if path == "/proc/device-tree/model" else path, *a, **k),
+        raising=False,
+    )
+    assert build_engine.gpu_name() == "NVIDIA Jetson Nano Developer Kit"
+    # nvidia-smi that fails or prints nothing falls through too; neither source: "unknown".
+    smi.write_text("#!/bin/sh\nexit 0\n")
+    smi.chmod(0o755)
+    assert build_engine.gpu_name() == "NVIDIA Jetson Nano Developer Kit"
+    model.unlink()
+    assert build_engine.gpu_name() == "unknown"
 
 
 SETTINGS = {"builder": "python", "precision": "fp16", "workspace_mib": 256, "tensorrt_version": "8.2",
@@ -51,8 +74,8 @@ def test_a_folder_without_engine_settings_is_refused(tmp_path, capsys):
     assert "has no engine settings" in capsys.readouterr().err
 
 
-@pytest.mark.skipif(HAS_TRT, reason="tensorrt is installed here")
-def test_without_tensorrt_says_what_to_do(tmp_path, capsys):
+def test_without_tensorrt_says_what_to_do(tmp_path, capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "tensorrt", None)  # missing here even where it is installed
     artifact(tmp_path)
     assert build_engine.main(["--precision", "fp32"], model_dir=str(tmp_path)) == 2
     assert "tensorrt Python package is not importable" in capsys.readouterr().err

@@ -246,3 +246,146 @@ def test_quarter_pixel_step_sends_ties_down_and_follows_the_higher_neighbour():
     poses = BottomUpDecoder(2, grouping="official").group(det, tags)[0]
     assert poses[0, 0, :2].tolist() == [10.25, 10.25]
     assert poses[0, 1, :2].tolist() == [30.25, 10.75]
+
+
+# ---- refine, the flip pass, projection to the input and the official cost, by hand ----
+
+
+def refine_case():
+    """Three people on hand-set (J=2, 10x12) maps; joint 1 of P1 and P2 below the detection threshold.
+
+    P3 (tag 20): joint 0 at (6, 1) = 1.2, joint 1 at (1, 8) = 0.9, both detected.
+    P1 (tag 0): joint 0 at the corner (11, 9) = 1.0 (left and upper neighbours 0.5, where tag 3 lies).
+    P2 (tag 10): joint 0 at the origin (0, 0) = 0.8 (its right and lower neighbours hold tag 3).
+    Undetected joint 1 candidates: a at (8, 2) = 0.05, tag 0.2 (its right neighbour 0.01, tag 0.2);
+    b at (8, 7) = 0.09, tag -0.7; c at (2, 5) = 0.04, tag 3; everywhere else det 0 and tag 5. Joint 0's
+    tag is 3 at pixels a misread seen joint would take: (9, 9) (x and y swapped), (11, 1) (the score as y).
+    """
+    det = np.zeros((2, 10, 12), np.float32)
+    tags = np.zeros((2, 10, 12, 1), np.float32)
+    det[0, 1, 6], tags[0, 1, 6] = 1.2, 20.0
+    det[0, 9, 11], det[0, 9, 10], det[0, 8, 11] = 1.0, 0.5, 0.5
+    tags[0, 9, 10], tags[0, 8, 11] = 3.0, 3.0  # a clip one pixel short would read these
+    det[0, 0, 0], tags[0, 0, 0] = 0.8, 10.0
+    tags[0, 0, 1], tags[0, 1, 0] = 3.0, 3.0
+    tags[1] = 5.0
+    det[1, 8, 1], tags[1, 8, 1] = 0.9, 20.0
+    det[1, 2, 8], det[1, 2, 9], tags[1, 2, 8], tags[1, 2, 9] = 0.05, 0.01, 0.2, 0.2
+    det[1, 7, 8], tags[1, 7, 8] = 0.09, -0.7
+    det[1, 5, 2], tags[1, 5, 2] = 0.04, 3.0  # wins only for a mean tag near 3
+    tags[0, 9, 9], tags[0, 1, 11] = 3.0, 3.0
+    return det, tags
+
+
+def test_refine_fills_a_missing_joint_by_heatmap_minus_rounded_tag_distance():
+    det, tags = refine_case()
+    poses, scores = BottomUpDecoder(2, grouping="official", refine=True).group(det, tags)
+    # Order: joint 0's peaks by value (P3 1.2, P1 1.0, P2 0.8). Quarter step: ties go to -0.25, then +0.5.
+    p3, p1, p2 = poses.tolist()
+    np.testing.assert_allclose(
+        p3, [[6.25, 1.25, 1.2], [1.25, 8.25, 0.9]], rtol=1e-6
+    )  # complete: nothing to refine
+    # P1 (mean tag 0): a scores 0.05 - round(0.2) = 0.05, b 0.09 - round(0.7) = -0.91, the rest 0 - 5.
+    # a at (8, 2): right 0.01 > left 0 (+0.25), down = up (-0.25): (8.75, 2.25).
+    np.testing.assert_allclose(p1, [[11.75, 9.75, 1.0], [8.75, 2.25, 0.05]], rtol=1e-6)
+    # P2 (mean tag 10): the best is a det-0 pixel (0 - 5; c 0.04 - 7): nothing is filled, not even a position.
+    np.testing.assert_allclose(p2, [[0.25, 0.25, 0.8], [0.0, 0.0, 0.0]], rtol=1e-6)
+    # Scores are the mean over joints before refine.
+    assert scores.tolist() == pytest.approx([1.05, 0.5, 0.4])
+    without = BottomUpDecoder(2, grouping="official").group(det, tags)[0]
+    assert without[1, 1].tolist() == [0.0, 0.0, 0.0]
+
+
+def test_refine_through_the_decoder_and_its_lazy_tag_guard():
+    det, tags = refine_case()
+    maps = np.concatenate([det, tags[..., 0]])  # (2J, H, W): heatmaps then tags, as the model outputs
+    poses, _ = BottomUpDecoder(2, grouping="official", refine=True)(maps)
+    assert poses[1, 1].tolist() == pytest.approx([8.75, 2.25, 0.05])
+    with pytest.raises(ValueError, match="refine needs full tag maps"):
+        BottomUpDecoder(2, grouping="official", refine=True).group(
+            *BottomUpDecoder(2).aggregate(maps, lazy_tags=True)
+        )
+
+
+def test_flip_pass_is_averaged_in_and_its_tags_are_a_second_dimension():
+    # One joint pair (J=2, flip_index swaps them); 8x10 maps at a single resolution (no 1/2 map).
+    det = np.zeros((2, 8, 10), np.float32)
+    det[0, 3, 2], det[1, 3, 7] = 1.0, 0.6
+    tags = np.zeros((2, 8, 10), np.float32)
+    tags[0, 3, 2], tags[1, 3, 7] = 0.3, 0.5
+    # The flipped pass: joint 1 where joint 0 is mirrored (x = 9 - 2 = 7), weaker; and vice versa.
+    fdet = np.zeros_like(det)
+    fdet[1, 3, 7], fdet[0, 3, 2] = 0.2, 0.4
+    ftags = np.zeros_like(tags)
+    ftags[1, 3, 7], ftags[0, 3, 2] = 0.9, 0.1
+    decoder = BottomUpDecoder(2, flip_index=[1, 0], grouping="official", adjust=False)
+    plain, _ = decoder(np.concatenate([det, tags]))
+    flipped, _ = decoder(np.concatenate([det, tags]), flipped=(np.concatenate([fdet, ftags]), None))
+    # Averaged: joint 0 (1.0 + 0.2) / 2 = 0.6 at x 2; joint 1 (0.6 + 0.4) / 2 = 0.5 at x 7.
+    np.testing.assert_allclose(plain[0], [[2, 3, 1.0], [7, 3, 0.6]], rtol=1e-6)
+    np.testing.assert_allclose(flipped[0], [[2, 3, 0.6], [7, 3, 0.5]], rtol=1e-6)
+    # Tags (0.3, 0.9) and (0.5, 0.1): 2-D distance 0.82 < 1, one person; in 1-D it would be 0.2 either way.
+    det2, tags2 = decoder.aggregate(np.concatenate([det, tags]), None, (np.concatenate([fdet, ftags]), None))
+    assert tags2[0, 3, 2].tolist() == pytest.approx([0.3, 0.9]) and tags2[1, 3, 7].tolist() == pytest.approx(
+        [0.5, 0.1]
+    )
+    with pytest.raises(ValueError, match="the flip test needs flip_index"):
+        BottomUpDecoder(2)(np.concatenate([det, tags]), flipped=(np.concatenate([fdet, ftags]), None))
+
+
+def test_projection_to_the_input_groups_on_input_sized_maps():
+    # A single joint at map pixel (4, 3) of an 8x10 map; the input is 16x20 (twice). Without projection:
+    # (4 - 0.25 + 0.5) * 2 = 8.5. With it, the resized map (bilinear, half-pixel centres: input pixel i
+    # samples map (i + 0.5) / 2 - 0.5) holds 0.75 at 8 and 9 and 0.25 at 7: argmax 8, its right neighbour
+    # higher, +0.25 + 0.5: 8.75 (x), 6.75 (y), at scale 1.
+    det = np.zeros((1, 8, 10), np.float32)
+    det[0, 3, 4] = 1.0
+    maps = np.concatenate([det, np.zeros_like(det)])
+    plain, _ = BottomUpDecoder(1, grouping="official")(maps, input_size=(16, 20))
+    projected, _ = BottomUpDecoder(1, grouping="official", project_to_input=True)(maps, input_size=(16, 20))
+    assert plain[0, 0, :2].tolist() == [8.5, 6.5]
+    assert projected[0, 0, :2].tolist() == [8.75, 6.75]
+    # Without an input size there is nothing to project to: map pixels, as without the option.
+    assert BottomUpDecoder(1, grouping="official", project_to_input=True)(maps)[0][0, 0, :2].tolist() == [
+        4.25,
+        3.25,
+    ]
+
+
+def test_official_cost_puts_the_rounded_distance_before_the_score():
+    # Person A (tag 0) from joint 0. Joint 1: p (tag 0.4, score 0.2) rounds to 0 away, q (tag 0.6, score 0.9)
+    # to 1. Cost round(d) * 100 - score: p -0.2, q 99.1: A takes p although q is the stronger peak (and q,
+    # 0.6 < 1 away, would be accepted). A cost that let the score outweigh the distance would pick q.
+    people = [
+        (0.0, [(5.3, 5.3, 1.0), None]),
+        (0.4, [None, (5.3, 20.3, 0.2)]),
+        (0.6, [None, (25.3, 20.3, 0.9)]),
+    ]
+    det, tags = synth(people, 2, (30, 40))
+    poses = by_first_joint(BottomUpDecoder(2, grouping="official").group(det, tags)[0])
+    a = [p for p in poses if p[0][:2] == [5.75, 5.75]][0]
+    assert a[1][:2] == [5.75, 20.75]
+
+
+@pytest.mark.parametrize("grouping", ["official", "crowd"])
+def test_a_tag_exactly_at_the_threshold_starts_a_new_person(grouping):
+    # Tags 0 and 1.0 (exact in float32): 1.0 is not below the threshold 1.0 -> two people; 0.75 joins.
+    for tag, people in ((1.0, 2), (0.75, 1)):
+        det, tags = synth([(0.0, [(5.3, 5.3, 1.0), None]), (tag, [None, (5.3, 20.3, 1.0)])], 2, (30, 12))
+        poses = BottomUpDecoder(2, grouping=grouping, min_joints=1).group(det, tags)[0]
+        assert len(poses) == people, (grouping, tag)
+
+
+def test_refine_uses_the_mean_of_every_seen_joints_tag_vector():
+    # J = 3, 2-D tags (as with the flip test). The person: joint 0 at (2, 2) tag (0, 0), joint 2 at (8, 2)
+    # tag (0.8, 0) (0.8 < 1 away: it joins), mean (0.4, 0). Joint 1 undetected: c1 at (2, 6) = 0.02, tag
+    # (0.4, 0): 0.02 - round(0) = 0.02; c2 at (8, 6) = 0.05, tag (0.2, 0.6): 0.63 away, 0.05 - 1. c1 wins,
+    # ties all round: (2.25, 6.25). (A per-joint or all-dimension mean would pick c2.)
+    det = np.zeros((3, 9, 11), np.float32)
+    tags = np.full((3, 9, 11, 2), 5.0, np.float32)
+    det[0, 2, 2], tags[0, 2, 2] = 1.0, (0.0, 0.0)
+    det[2, 2, 8], tags[2, 2, 8] = 1.0, (0.8, 0.0)
+    det[1, 6, 2], tags[1, 6, 2] = 0.02, (0.4, 0.0)
+    det[1, 6, 8], tags[1, 6, 8] = 0.05, (0.2, 0.6)
+    (pose,), _ = BottomUpDecoder(3, grouping="official", refine=True).group(det, tags)
+    np.testing.assert_allclose(pose, [[2.25, 2.25, 1.0], [2.25, 6.25, 0.02], [8.25, 2.25, 1.0]], rtol=1e-6)

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from edgepose.device.decode_topdown import TopDownDecoder, argmax_points, quarter_offset
+from edgepose.device.decode_topdown import TopDownDecoder, argmax_points, dark_refine, quarter_offset
 from edgepose.device.preprocess import box_matrix, letterbox_matrix, to_image
 from edgepose.device.skeletons import get_skeleton
 
@@ -93,3 +93,161 @@ def test_letterbox_round_trip():
     fwd = pts.dot(matrix[:, :2].T) + matrix[:, 2]
     assert fwd[:, 1].min() > 0 and fwd[:, 0].max() <= 448  # centred vertically, full width
     np.testing.assert_allclose(to_image(fwd, matrix), pts, atol=1e-9)
+
+
+# ---- the edges of each rule, and DARK against a second implementation ----
+
+
+def one_peak(hw, x, y, right=0.5, below=0.25):
+    """A (h, w) map: 1 at (x, y), ``right`` at (x + 1, y) and ``below`` at (x, y + 1) where they exist."""
+    h, w = hw
+    m = np.zeros((h, w), np.float32)
+    m[y, x] = 1.0
+    if x + 1 < w:
+        m[y, x + 1] = right
+    if y + 1 < h:
+        m[y + 1, x] = below
+    return m
+
+
+def test_quarter_offset_applies_strictly_inside_one_pixel_from_the_border():
+    # mmpose: the +-0.25 step only where 1 < px < w - 1 and 1 < py < h - 1 (w = 9, h = 7 here).
+    hw = (7, 9)
+    cases = [  # (x, y) of the argmax -> the offset applied (right/below neighbours higher: +0.25 each)
+        ((1, 3), False), ((2, 3), True), ((7, 3), True), ((8, 3), False),
+        ((4, 1), False), ((4, 2), True), ((4, 5), True), ((4, 6), False),
+    ]  # fmt: skip
+    maps = np.stack([one_peak(hw, x, y) for (x, y), _ in cases])[None]
+    out = TopDownDecoder()(maps)
+    for k, ((x, y), inside) in enumerate(cases):
+        want = [x + 0.25, y + 0.25] if inside else [x, y]
+        assert out[0, k, :2].tolist() == want, (x, y)
+
+
+def test_argmax_of_an_all_zero_map_is_no_keypoint():
+    maps = np.zeros((1, 2, 5, 5), np.float32)
+    maps[0, 1, 3, 2] = 0.5
+    out = TopDownDecoder()(maps)
+    assert out[0, 0].tolist() == [-1.0, -1.0, 0.0]  # a maximum of 0 is not a detection (<= 0)
+    assert out[0, 1].tolist() == [2.0, 3.0, 0.5]
+    assert out.dtype == np.float32
+
+
+def test_decoding_runs_in_float32_whatever_it_is_given():
+    # Two values that differ in float64 but not in float32: the first (the runtimes' float32) wins.
+    maps = np.zeros((1, 1, 5, 5), np.float64)
+    maps[0, 0, 2, 2], maps[0, 0, 3, 3] = 1.0, 1.0 + 1e-12
+    out = TopDownDecoder()(maps)
+    assert out[0, 0, :2].tolist() == [2.0, 2.0] and out.dtype == np.float32
+
+
+def test_the_flipped_pass_is_merged_in_float32_too():
+    flipped = np.zeros((1, 1, 3, 3), np.float64)
+    flipped[0, 0, 1, 2], flipped[0, 0, 1, 0] = 1.0, 1.0 + 1e-12  # a float32 tie; mirrored: x 0 and 2
+    merged = TopDownDecoder(flip_index=[0], shift_heatmap=False).merge_flip(
+        np.zeros((1, 1, 3, 3), np.float32), flipped
+    )
+    assert merged.dtype == np.float32 and merged[0, 0, 1].tolist() == [0.5, 0.0, 0.5]
+
+
+def test_flip_merge_by_hand():
+    # Joint 0 of the flipped pass is joint 1 of the crop: swapped, mirrored, shifted one pixel right, averaged.
+    flipped = np.zeros((1, 2, 1, 4), np.float32)
+    flipped[0, 1, 0] = [1, 2, 3, 4]  # becomes joint 0: mirrored [4, 3, 2, 1], shifted [4, 4, 3, 2]
+    heatmaps = np.full((1, 2, 1, 4), 2.0, np.float32)
+    merged = TopDownDecoder(flip_index=[1, 0]).merge_flip(heatmaps, flipped)
+    assert merged[0, 0, 0].tolist() == [3.0, 3.0, 2.5, 2.0]  # (2 + [4, 4, 3, 2]) / 2
+    assert merged[0, 1, 0].tolist() == [1.0, 1.0, 1.0, 1.0]
+    unshifted = TopDownDecoder(flip_index=[1, 0], shift_heatmap=False).merge_flip(heatmaps, flipped)
+    assert unshifted[0, 0, 0].tolist() == [3.0, 2.5, 2.0, 1.5]
+    with pytest.raises(ValueError, match="^the flip test needs flip_index$"):
+        TopDownDecoder().merge_flip(heatmaps, flipped)
+
+
+def dark_loop(hm, px, py, kernel=11):
+    """DARK for one map, written from the paper and mmpose's description with a numpy blur (no OpenCV):
+    Gaussian kernel of OpenCV's default sigma for the size, zero padding, rescaled to the map's maximum,
+    log, derivatives by central differences, one Newton step."""
+    sigma = 0.3 * ((kernel - 1) * 0.5 - 1) + 0.8
+    r = kernel // 2
+    g = np.exp(-(np.arange(-r, r + 1) ** 2) / (2 * sigma**2))
+    g /= g.sum()
+    h, w = hm.shape
+    pad = np.zeros((h + 2 * r, w + 2 * r))
+    pad[r:-r, r:-r] = hm
+    rows = np.array([[np.dot(pad[i, j : j + kernel], g) for j in range(w)] for i in range(h + 2 * r)])
+    blur = np.array([[np.dot(rows[i : i + kernel, j], g) for j in range(w)] for i in range(h)])
+    if blur.max() > 0:
+        blur *= hm.max() / blur.max()
+    lg = np.log(np.maximum(blur, 1e-10))
+    if not (1 < px < w - 2 and 1 < py < h - 2):
+        return float(px), float(py)
+    dx = (lg[py, px + 1] - lg[py, px - 1]) / 2
+    dy = (lg[py + 1, px] - lg[py - 1, px]) / 2
+    dxx = (lg[py, px + 2] - 2 * lg[py, px] + lg[py, px - 2]) / 4
+    dyy = (lg[py + 2, px] - 2 * lg[py, px] + lg[py - 2, px]) / 4
+    dxy = (lg[py + 1, px + 1] - lg[py - 1, px + 1] - lg[py + 1, px - 1] + lg[py - 1, px - 1]) / 4
+    hessian = np.array([[dxx, dxy], [dxy, dyy]])
+    if np.linalg.det(hessian) == 0:
+        return float(px), float(py)
+    step = -np.linalg.solve(hessian, [dx, dy])
+    return px + step[0], py + step[1]
+
+
+def test_dark_matches_a_second_implementation_on_tilted_and_uneven_peaks():
+    rng = np.random.RandomState(1)
+    h, w = 20, 16
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float64)
+    maps = []
+    for cx, cy, a, b, c in [(7.3, 9.6, 2.0, 0.9, 3.0), (8.8, 8.2, 4.0, -1.5, 1.5)]:  # tilted: b != 0
+        dx, dy = xx - cx, yy - cy
+        maps.append(np.exp(-(a * dx * dx + 2 * b * dx * dy + c * dy * dy) / 8))
+    maps.append(rng.rand(h, w) * (np.abs(xx - 6) + np.abs(yy - 11) < 3))  # an uneven blob
+    tiny = np.zeros((h, w))
+    # Blurred, these fall below the 1e-10 clamp unless rescaled to the map's maximum (the rescale matters there).
+    tiny[10, 8], tiny[10, 9], tiny[11, 8] = 1e-9, 0.6e-9, 0.3e-9
+    maps.append(tiny)
+    heat = np.asarray(maps, np.float32)[None]
+    coords, _ = argmax_points(heat)
+    for kernel in (11, 9):  # above 7: OpenCV computes the kernel from sigma (smaller ones come from a table)
+        out = TopDownDecoder(dark=True, blur_kernel=kernel)(heat)
+        for k in range(len(maps)):
+            want = dark_loop(
+                heat[0, k].astype(np.float64), int(coords[0, k, 0]), int(coords[0, k, 1]), kernel
+            )
+            np.testing.assert_allclose(out[0, k, :2], want, atol=2e-3, err_msg=f"map {k}, kernel {kernel}")
+    # dark_refine's own default kernel is the decoder's, 11.
+    np.testing.assert_allclose(dark_refine(heat, coords), TopDownDecoder(dark=True)(heat)[..., :2], atol=1e-6)
+    # The tilted Gaussians' centres themselves: DARK is exact for a Gaussian (its log is quadratic).
+    np.testing.assert_allclose(
+        TopDownDecoder(dark=True)(heat)[0, :2, :2], [[7.3, 9.6], [8.8, 8.2]], atol=0.02
+    )
+
+
+def test_dark_refines_strictly_inside_two_pixels_from_the_border():
+    # mmpose: only where 1 < px < w - 2 and 1 < py < h - 2 (the Hessian reaches two pixels out); w = 11, h = 9.
+    hw = (9, 11)
+    cases = [
+        ((1, 4), False), ((2, 4), True), ((8, 4), True), ((9, 4), False), ((10, 4), False),
+        ((5, 1), False), ((5, 2), True), ((5, 6), True), ((5, 7), False), ((5, 8), False),
+    ]  # fmt: skip
+    heat = np.stack([one_peak(hw, x, y) for (x, y), _ in cases])[None]
+    out = TopDownDecoder(dark=True)(heat)
+    for k, ((x, y), inside) in enumerate(cases):
+        moved = out[0, k, :2] != [x, y]
+        assert moved.all() if inside else not moved.any(), ((x, y), out[0, k, :2])
+        if inside:
+            np.testing.assert_allclose(
+                out[0, k, :2], dark_loop(heat[0, k].astype(np.float64), x, y), atol=2e-3
+            )
+
+
+def test_dark_on_an_all_zero_map_is_quiet_and_leaves_it():
+    import warnings
+
+    heat = np.zeros((1, 2, 9, 9), np.float32)
+    heat[0, 1] = one_peak((9, 9), 4, 4)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no 0 / 0 rescale of an empty map
+        out = TopDownDecoder(dark=True)(heat)
+    assert out[0, 0].tolist() == [-1.0, -1.0, 0.0]

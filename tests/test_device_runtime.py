@@ -312,10 +312,7 @@ def exported(model_name, target, size, dataset):
     key = (model_name, target, size, dataset)
     if key in _EXPORTS:
         return _EXPORTS[key]
-    try:
-        from edgepose.export.pipeline import export_model
-    except ImportError as exc:
-        pytest.skip(f"the exporter pipeline is not available yet: {exc}")
+    from edgepose.export.pipeline import export_model
     from edgepose.models import build_model
 
     root = Path(tempfile.mkdtemp(prefix="edgepose-xrt-"))
@@ -332,14 +329,9 @@ def exported(model_name, target, size, dataset):
                 value[joints:] *= 100.0
     weights = root / f"{model_name}.pth"
     torch.save(state, weights)
-    try:
-        folder = export_model(
-            model_name, target, dataset=dataset, input_size=size, weights=weights, out=root / target
-        )
-    except EdgeposeError as exc:
-        if "recipe" in str(exc) or "exporter" in str(exc):
-            pytest.skip(f"no {target} export yet: {exc}")
-        raise
+    folder = export_model(
+        model_name, target, dataset=dataset, input_size=size, weights=weights, out=root / target
+    )
     _EXPORTS[key] = (folder, weights)
     return _EXPORTS[key]
 
@@ -391,21 +383,11 @@ def test_torch_and_onnxruntime_decode_to_the_same_poses(model_name, size, datase
 @pytest.mark.slow
 @pytest.mark.parametrize("model_name,size,dataset", CASES[:1])
 def test_tflite_decodes_to_the_same_poses_as_onnxruntime(model_name, size, dataset, photo):
-    pytest.importorskip("edgepose.export.tflite", reason="the TFLite exporter has not landed yet")
-    from edgepose.export.recipe import load_recipe
-
-    targets = [t for t in ("tflite", "rpi4") if _has_recipe(load_recipe, t)]
-    if not targets:
-        pytest.skip("no TFLite recipe (export/tflite.toml or export/rpi4.toml) yet")
+    # Only a missing optional extra skips; the exporter and the rpi4 (TFLite) recipe are part of the project.
+    pytest.importorskip("litert_torch", reason="TFLite export needs the 'tflite' extra (litert-torch)")
+    pytest.importorskip("ai_edge_litert", reason="the TFLite runtime is the 'tflite' extra's ai-edge-litert")
     onnx_folder, _ = exported(model_name, "onnx", size, dataset)
-    tfl_folder, _ = exported(model_name, targets[0], size, dataset)
+    tfl_folder, _ = exported(model_name, "rpi4", size, dataset)
     ref = _poses(onnx_folder, photo)
     got = _poses(tfl_folder, photo, backend="tflite")
     assert_same_poses(got, ref)
-
-
-def _has_recipe(load_recipe, name):
-    try:
-        return load_recipe(name).format == "tflite"
-    except EdgeposeError:
-        return False

@@ -167,20 +167,22 @@ def test_int8_is_full_integer_with_recorded_parameters(xs_fp32, calib_dir, reuse
         t for t in interpreter.get_tensor_details() if t["dtype"] == np.float32 and len(t["shape"]) == 4
     ]
     assert not float_weights
-    limits = m["parity"]["thresholds"]
+    # The recipe's int8 bar is 15 dB (docs/tflite.md; LitePose measured 19-25 dB), stated here, not read back.
     for figures in m["parity"]["outputs"].values():
-        assert figures["sqnr_db"] >= limits["min_sqnr_db"]
+        assert figures["sqnr_db"] >= 15.0
     assert "--use_hexagon=true" in m["runtime"]["benchmark_model"]
     # The input range is every value a normalised pixel can take, not what the images happened to hold.
-    low, high = calibration.input_value_range()
-    assert m["input"]["quantization"]["scale"] == pytest.approx((high - low) / 255, rel=1e-5)
-    assert low == pytest.approx(
-        (-128 - m["input"]["quantization"]["zero_point"]) * m["input"]["quantization"]["scale"], abs=0.01
-    )
+    # By hand from ImageNet's mean/std: (0 - 0.485) / 0.229 = -2.1179 (red) to (1 - 0.406) / 0.225 = 2.6400
+    # (blue), so 255 steps of 4.7579 / 255 = 0.018658, and -128 lands on -2.1179.
+    q = m["input"]["quantization"]
+    assert q["scale"] == pytest.approx(0.018658, rel=1e-4)
+    assert (-128 - q["zero_point"]) * q["scale"] == pytest.approx(-2.1179, abs=0.01)
     assert "warnings" not in m["parity"] and "int8_reference" not in m["parity"]  # met the bar itself
     got = run_device(folder)
     for name, ref in torch_outputs("litepose-xs", (256, 256)).items():
-        assert 10 * np.log10(np.sum(ref**2) / np.sum((got[name] - ref) ** 2)) >= limits["min_sqnr_db"]
+        sqnr = 10 * np.log10(np.sum(ref**2) / np.sum((got[name] - ref) ** 2))
+        assert sqnr >= 15.0
+        assert m["parity"]["outputs"][name]["sqnr_db"] == pytest.approx(sqnr, abs=0.5)  # the manifest's own
 
 
 def test_fp16_halves_the_file_and_reports_sqnr(xs_fp32, reuse_conversion, tmp_path):
@@ -190,9 +192,14 @@ def test_fp16_halves_the_file_and_reports_sqnr(xs_fp32, reuse_conversion, tmp_pa
     assert m["precision"] == "fp16" and m["input"]["dtype"] == "float32"
     size16, size32 = (f.stat().st_size for f in (folder / "model.tflite", xs_fp32 / "model.tflite"))
     assert size16 < 0.6 * size32
-    for figures in m["parity"]["outputs"].values():
-        assert figures["sqnr_db"] >= m["parity"]["thresholds"]["min_sqnr_db"]
-        assert figures["peak_agreement"] >= m["parity"]["thresholds"]["min_peak_agreement"]
+    # The fp16 bar is 40 dB and peaks 0.9 (docs/tflite.md; LitePose measured 63-68 dB, peaks 1.0): stated
+    # here, not the thresholds the export itself computed, and the SQNR recomputed from the file's outputs.
+    got = run_device(folder)
+    for name, ref in torch_outputs("litepose-xs", (256, 256)).items():
+        sqnr = 10 * np.log10(np.sum(ref**2) / np.sum((got[name] - ref) ** 2))
+        assert sqnr >= 40.0
+        figures = m["parity"]["outputs"][name]
+        assert figures["sqnr_db"] == pytest.approx(sqnr, abs=0.5) and figures["peak_agreement"] >= 0.9
     assert "--use_gpu=true" in m["runtime"]["benchmark_model"]
 
 
@@ -335,8 +342,9 @@ def test_litehrnet_int8_is_judged_against_onnxruntime_int8(
     ours = p["outputs"]["heatmaps"]["sqnr_db"]
     other = p["int8_reference"]["outputs"]["heatmaps"]["sqnr_db"]
     assert "onnxruntime" in p["int8_reference"]["runtime"]
-    assert other < 15.0 and ours >= other - precision_gates.INT8_MARGIN["sqnr_db"]
-    assert p["thresholds"]["min_sqnr_db"] == pytest.approx(other - precision_gates.INT8_MARGIN["sqnr_db"])
+    # The documented rule (docs/tflite.md): no worse than onnxruntime's int8 minus 3 dB, stated here.
+    assert other < 15.0 and ours >= other - 3.0
+    assert p["thresholds"]["min_sqnr_db"] == pytest.approx(other - 3.0)
     assert len(p["warnings"]) == 1 and "random weights" in p["warnings"][0]
     # The device runtime reads the same file to the same figure.
     got = run_device(folder)["heatmaps"]

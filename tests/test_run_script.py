@@ -117,13 +117,16 @@ def test_image_folder_and_boxes_for_top_down(topdown, tmp_path):
 
 
 def test_host_infer_command_runs_the_same_pipeline(bottomup, tmp_path, capsys):
+    """`edgepose infer` on the host and the folder's own run.py give the same poses for the same photo."""
     photo = tmp_path / "p.png"
-    cv2.imwrite(str(photo), np.full((60, 90, 3), 127, np.uint8))
-    assert (
-        edgepose_main(["infer", str(bottomup), "--source", str(photo), "--json", str(tmp_path / "j.jsonl")])
-        == 0
-    )
-    assert len((tmp_path / "j.jsonl").read_text().splitlines()) == 1
+    cv2.imwrite(str(photo), cv2.cvtColor(skimage.data.astronaut(), cv2.COLOR_RGB2BGR)[::4, ::4])
+    host, device = tmp_path / "host.jsonl", tmp_path / "device.jsonl"
+    assert edgepose_main(["infer", str(bottomup), "--source", str(photo), "--json", str(host)]) == 0
+    proc = run_py(bottomup, "--source", photo, "--json", device)
+    assert proc.returncode == 0, proc.stderr
+    (ours,), (theirs,) = ([json.loads(line) for line in p.read_text().splitlines()] for p in (host, device))
+    assert ours["people"], "a photo the tiny model finds nobody in compares nothing"
+    assert ours["people"] == theirs["people"]
     assert edgepose_main(["infer", str(bottomup), "--source", str(photo), "--weights", "x.pth"]) == 2
     assert "--weights is for --backend torch" in capsys.readouterr().err
 

@@ -206,3 +206,123 @@ def test_missing_and_garbage_files(tmp_path):
     torch.save({"epoch": 1}, empty)
     with pytest.raises(EdgeposeError, match="holds no state_dict"):
         load_weights(build_model("litepose-xs"), empty)
+
+
+def test_key_listings_show_eight_then_count_the_rest():
+    from edgepose.models.weights import _listing
+
+    keys = [f"k{i}" for i in range(10)]
+    assert _listing(keys[:8]) == "k0, k1, k2, k3, k4, k5, k6, k7"
+    assert _listing(keys[:9]) == "k0, k1, k2, k3, k4, k5, k6, k7, ... (+1 more)"
+    assert _listing(keys) == "k0, k1, k2, k3, k4, k5, k6, k7, ... (+2 more)"
+    assert _listing([]) == ""
+
+
+def test_released_hint_without_a_release_for_the_dataset_names_the_models_others(tmp_path):
+    path = tmp_path / "empty.pth"
+    torch.save({"nothing.weight": torch.zeros(1)}, path)
+    with pytest.raises(EdgeposeError) as err:  # LitePose-XS was released for CrowdPose only
+        load_weights(build_model("litepose-xs", dataset="coco"), path)
+    assert str(err.value).endswith("; released weights for litepose-xs: litepose-xs-crowdpose")
+    # A model with a spec but no dataset attribute: the model's releases, without a dataset.
+    bare = torch.nn.Linear(2, 2)
+    bare.spec = type("Spec", (), {"name": "litepose-xs"})()
+    with pytest.raises(EdgeposeError) as err:
+        load_weights(bare, path)
+    assert str(err.value).endswith("; released weights for litepose-xs: litepose-xs-crowdpose")
+
+
+def test_no_hint_for_an_unnamed_model_or_a_broken_catalog(tmp_path, monkeypatch):
+    path = tmp_path / "empty.pth"
+    torch.save({"nothing.weight": torch.zeros(1)}, path)
+    with pytest.raises(EdgeposeError) as err:
+        load_weights(torch.nn.Linear(2, 2), path)
+    assert str(err.value) == (
+        "checkpoint does not fit Linear: 2 missing: weight, bias; 1 unexpected: nothing.weight"
+    )
+    from edgepose.models import catalog
+
+    def broken():
+        raise EdgeposeError("bad catalog")
+
+    monkeypatch.setattr(catalog, "load_catalog", broken)
+    with pytest.raises(EdgeposeError) as err:
+        load_weights(build_model("litepose-xs"), path)
+    assert str(err.value).endswith("nothing.weight")  # the real error, nothing after it
+
+
+def test_litehrnet_loads_its_own_and_the_mmpose_1x_layout(tmp_path):
+    """Lite-HRNet's own keys start with backbone./keypoint_head. (nothing to strip); mmpose 1.x says head."""
+    model = build_model("litehrnet-18", dataset="coco")
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    head = "keypoint_head.final_layer.weight"
+    state[head] = state[head] * 2 + 1  # a visible change
+    torch.save(state, tmp_path / "own.pth")
+    load_weights(model, tmp_path / "own.pth")
+    assert torch.equal(model.state_dict()[head], state[head])
+    mmpose1 = {
+        ("head." + k[len("keypoint_head.") :] if k.startswith("keypoint_head.") else k): v
+        for k, v in state.items()
+    }
+    mmpose1[head.replace("keypoint_head.", "head.")] = state[head] * 3
+    mmpose1["data_preprocessor.mean"] = torch.zeros(3)
+    torch.save(mmpose1, tmp_path / "mmpose1.pth")
+    load_weights(model, tmp_path / "mmpose1.pth")
+    assert torch.equal(model.state_dict()[head], state[head] * 3)
+    # A mismatch lists every released checkpoint of the model and dataset, comma-separated.
+    torch.save({"x.weight": torch.zeros(1)}, tmp_path / "none.pth")
+    with pytest.raises(EdgeposeError) as err:
+        load_weights(model, tmp_path / "none.pth")
+    assert str(err.value).endswith(
+        "; released weights for litehrnet-18 (coco): litehrnet-18-coco-256x192, litehrnet-18-coco-384x288, "
+        "litehrnet-18-coco-256x192-official, litehrnet-18-coco-384x288-official"
+    )
+
+
+def test_missing_keys_alone_are_a_mismatch(tmp_path):
+    state = build_model("litepose-xs").state_dict()
+    del state["first.0.0.weight"]
+    torch.save(state, tmp_path / "short.pth")
+    with pytest.raises(
+        EdgeposeError, match=r"checkpoint does not fit litepose-xs: 1 missing: first\.0\.0\.weight;"
+    ):
+        load_weights(build_model("litepose-xs"), tmp_path / "short.pth")
+
+
+def test_unreadable_checkpoints_say_why_in_one_line(tmp_path, monkeypatch):
+    from edgepose.models import weights
+
+    path = tmp_path / "cut.pth"
+    torch.save(build_model("litepose-xs").state_dict(), path)
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])  # a download cut in half: no zip directory at the end
+    with pytest.raises(EdgeposeError) as err:
+        load_weights(build_model("litepose-xs"), path)
+    assert str(err.value).startswith(
+        f"cannot read checkpoint {path}: RuntimeError: PytorchStreamReader failed"
+    )
+    for raised, said in [(ValueError("first\nsecond"), "ValueError: first"), (KeyError(), "KeyError: ")]:
+        monkeypatch.setattr(
+            weights.torch, "load", lambda *a, raised=raised, **k: (_ for _ in ()).throw(raised)
+        )
+        with pytest.raises(EdgeposeError) as err:
+            weights.read_checkpoint(path)
+        assert str(err.value) == f"cannot read checkpoint {path}: {said}"
+    # Code torch will not run, without a name for it: no empty parentheses.
+    import pickle
+
+    refused = pickle.UnpicklingError("Can only build Tensor, Parameter or OrderedDict objects")
+    monkeypatch.setattr(weights.torch, "load", lambda *a, **k: (_ for _ in ()).throw(refused))
+    with pytest.raises(EdgeposeError) as err:
+        weights.read_checkpoint(path)
+    assert str(err.value).startswith(f"refusing {path}: it needs arbitrary pickled code to load, which ")
+
+
+def test_a_checkpoint_that_is_no_mapping_is_named(tmp_path):
+    from edgepose.models.weights import unwrap_state_dict
+
+    torch.save([torch.zeros(1)], tmp_path / "list.pth")
+    with pytest.raises(EdgeposeError, match=f"^{tmp_path / 'list.pth'} is a list, not a state_dict$"):
+        load_weights(build_model("litepose-xs"), tmp_path / "list.pth")
+    with pytest.raises(EdgeposeError, match="^checkpoint is a int, not a state_dict$"):
+        unwrap_state_dict(3)

@@ -29,10 +29,13 @@ from edgepose.accuracy.ap import GroundTruth, Scores, average_precision, match_i
 from edgepose.accuracy.oks import SIGMA_SOURCES, sigmas_for
 from edgepose.device.decode_bottomup import DET_THRESHOLD, GROUPING, MAX_PEOPLE, TAG_THRESHOLD
 from edgepose.device.formats import get_backend, get_format
+from edgepose.device.kinds import POSE_KINDS
 from edgepose.device.manifest import load_manifest
 from edgepose.errors import EdgeposeError
 
 SCHEMA = "edgepose.agreement/1"
+# Keypoint AP needs people: a segmentation export's fidelity is its parity block's per-pixel agreement.
+NOT_APPLICABLE = "keypoint agreement is for pose models; a segmentation export's is its pixel agreement"
 RANDOM_DET_THRESHOLD = 0.0  # random weights: keep the decoder's top candidates (nothing passes 0.1)
 
 
@@ -74,6 +77,16 @@ class Protocol:
             "max_people": self.max_people,
             "grouping": self.grouping,
         }
+
+
+def applies(manifest: dict[str, Any]) -> bool:
+    """Whether agreement AP means anything for this artifact's model (pose models only)."""
+    return manifest["model"].get("kind") in POSE_KINDS
+
+
+def not_applicable() -> dict[str, Any]:
+    """What a manifest or a benchmark record carries instead of agreement for a segmentation model."""
+    return {"not_applicable": NOT_APPLICABLE}
 
 
 def weights_kind(manifest: dict[str, Any]) -> str:
@@ -158,6 +171,8 @@ def _measure(folder, photos, photos_label, manifest, weights, backend, threads, 
     folder = str(folder)
     manifest = manifest if manifest is not None else load_manifest(folder)
     model = manifest["model"]
+    if not applies(manifest):
+        raise EdgeposeError(f"{model.get('name')} is a {model.get('kind')} model: {NOT_APPLICABLE}")
     if boxes is not None and model.get("kind") != "top-down":
         raise EdgeposeError(f"--boxes is for top-down models; {model.get('name')} is bottom-up")
     protocol = protocol.resolved(manifest)
@@ -238,6 +253,8 @@ def on_bundled_photos(folder: str | os.PathLike) -> dict[str, Any]:
     ``{"error"}`` when it cannot be measured here (the timing goes on either way)."""
     from edgepose.accuracy.images import BUNDLED_LABEL, bundled_photos
 
+    if not applies(load_manifest(str(folder))):
+        return not_applicable()
     try:
         return summary(measure(folder, bundled_photos(), photos_label=BUNDLED_LABEL))
     except EdgeposeError as exc:
@@ -245,7 +262,10 @@ def on_bundled_photos(folder: str | os.PathLike) -> dict[str, Any]:
 
 
 def describe(agreement: dict[str, Any]) -> str:
-    """A summary (or ``{"skipped"}`` / ``{"error"}``) in one line, for the export and bench output."""
+    """A summary (or ``{"skipped"}`` / ``{"error"}`` / ``{"not_applicable"}``) in one line, for the
+    export and bench output."""
+    if "not_applicable" in agreement:
+        return f"not applicable: {agreement['not_applicable']}"
     if "ap" not in agreement:
         return f"not measured: {agreement.get('skipped') or agreement.get('error')}"
     if agreement["ap"] is None:

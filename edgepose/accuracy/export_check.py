@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from edgepose.accuracy.agreement import measure, summary
+from edgepose.accuracy.agreement import applies, measure, not_applicable, summary
 from edgepose.accuracy.images import bundled_photo
 from edgepose.errors import EdgeposeError
 
@@ -22,10 +22,13 @@ PHOTO = "astronaut"  # the parity photo (edgepose.export.parity), here whole: th
 
 
 def with_agreement(job: ExportJob, fragment: dict[str, Any]) -> dict[str, Any]:
-    """``fragment`` with ``parity.agreement`` added: the summary, or ``{"skipped": why}``."""
+    """``fragment`` with ``parity.agreement`` added: the summary, ``{"skipped": why}``, or
+    ``{"not_applicable": why}`` for a segmentation model (its parity block has the pixel agreement)."""
     from edgepose.export.pipeline import build_manifest
 
     manifest = build_manifest(job, fragment)
+    if not applies(manifest):
+        return {**fragment, "parity": {**(fragment.get("parity") or {}), "agreement": not_applicable()}}
     try:
         result = measure(
             job.stage,

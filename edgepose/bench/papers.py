@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from edgepose import shipped
 from edgepose.errors import EdgeposeError
 
-MACS_UNITS = {"G": 1e9, "M": 1e6, "Mi": float(2**20)}
+MACS_UNITS = {"G": 1e9, "Gi": float(2**30), "M": 1e6, "Mi": float(2**20)}
 
 
 @dataclass(frozen=True)
@@ -45,6 +45,12 @@ class Table:
     metric: str
     baseline: str | None
     rows: tuple[Row, ...]
+    # Where the table's own figures differ from the paper's defaults (e.g. Lite-HRNet's Cityscapes table:
+    # GFLOPs in units of 2^30 from the paper, not the README's M FLOPs): its source, MAC unit and convention.
+    source: str = ""
+    macs_unit: str = "G"
+    mac_convention: str = ""
+    notes: tuple[str, ...] = ()  # what is published, computed or fitted in this table, for the report
 
     def baseline_row(self) -> Row | None:
         return next((r for r in self.rows if r.label == self.baseline), None)
@@ -86,7 +92,7 @@ def _row(raw: dict, where: str) -> Row:
         label=raw["label"],
         model=raw.get("model", ""),
         input_size=(int(size[0]), int(size[1])) if size else None,
-        metric=raw.get("map"),
+        metric=raw.get("metric", raw.get("map")),  # "map": the pose tables' AP, kept as the key
         macs=raw.get("macs"),
         params_m=raw.get("params_m"),
         latency_ms={k: float(v) for k, v in raw.get("latency_ms", {}).items()},
@@ -123,8 +129,16 @@ def load_paper(name_or_path: str) -> Paper:
                 raise EdgeposeError(
                     f"{path}: row {row.label!r} has latency for unknown columns {sorted(unknown)}"
                 )
+        table_unit = t.get("macs_unit", unit)
+        if table_unit not in MACS_UNITS:
+            raise EdgeposeError(
+                f"{path} table {t.get('id')}: macs_unit must be one of {', '.join(MACS_UNITS)}"
+            )
         table = Table(id=t["id"], title=t.get("title", t["id"]), dataset=t.get("dataset", ""),
-                      metric=t.get("metric", "mAP"), baseline=t.get("baseline"), rows=rows)  # fmt: skip
+                      metric=t.get("metric", "mAP"), baseline=t.get("baseline"), rows=rows,
+                      source=t.get("source", meta.get("source", "")), macs_unit=table_unit,
+                      mac_convention=t.get("mac_convention", meta.get("mac_convention", "")),
+                      notes=tuple(t.get("notes", ())))  # fmt: skip
         if table.baseline and table.baseline_row() is None:
             raise EdgeposeError(
                 f"{path}: table {table.id} names baseline {table.baseline!r}, which is not a row"

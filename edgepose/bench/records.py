@@ -162,9 +162,12 @@ def compact_rows(records: Iterable[dict[str, Any]]) -> list[dict[str, str]]:
 
 
 def agreement_cell(agreement: dict[str, Any] | None) -> str:
-    """A record's agreement AP as a table cell: '' (not measured), the AP, 'nobody' or 'error'."""
+    """A record's agreement AP as a table cell: '' (not measured), the AP, 'nobody', 'n/a' (a
+    segmentation model) or 'error'."""
     if not agreement:
         return ""
+    if "not_applicable" in agreement:
+        return "n/a"
     if "ap" not in agreement:
         return "error"
     return "nobody" if agreement["ap"] is None else f"{agreement['ap']:.3f}"

@@ -117,6 +117,13 @@ def _ratio(baseline: float | None, value: float | None) -> str:
     return f"{baseline / value:.1f}×"
 
 
+def _printed(value: float | None) -> str:
+    """A published figure with the digits it was printed with (25.3, 5.0, 1.95)."""
+    if value is None:
+        return DASH
+    return f"{value:.1f}" if round(value, 1) == value else f"{value:g}"
+
+
 def _num(value: float | None, digits: int = 2) -> str:
     return DASH if value is None else f"{value:.{digits}f}"
 
@@ -192,6 +199,12 @@ def _agreement_note(records: list[dict[str, Any]]) -> str:
             if random
             else ""
         )
+        + (
+            "; n/a: a segmentation model (keypoint agreement is for pose models; its export's fidelity is "
+            "the per-pixel agreement in its manifest's parity block)"
+            if any("not_applicable" in (r.get("agreement") or {}) for r in records)
+            else ""
+        )
         + "."
     )
 
@@ -200,7 +213,8 @@ def build_table(
     paper: Paper, table: Table, records: list[dict[str, Any]], count_macs: bool = True
 ) -> ReportTable:
     """Published next to measured for each row and device column, plus MACs, params and ratios."""
-    unit = paper.macs_unit
+    unit = table.macs_unit
+    digits = 2 if unit.startswith("G") else 1  # computed figures: 1.95 GFLOPs, 205.2 M FLOPs
     extra = [c for c in measured_columns(records, paper) if c.paper_key is None]
     by_paper = {c.paper_key: c for c in measured_columns(records, paper) if c.paper_key}
     header = ["Model", table.metric]
@@ -236,10 +250,8 @@ def build_table(
             cells.append(_num(row.params_m, 1))
         cells += [
             _num(params / 1e6 if params else None),
-            _num(row.macs, 1) if row.macs is not None else DASH,
-            _num(macs["paper"] / MACS_UNITS[unit], 2 if unit == "G" else 1)
-            if macs and macs.get("paper")
-            else DASH,
+            _printed(row.macs),
+            _num(macs["paper"] / MACS_UNITS[unit], digits) if macs and macs.get("paper") else DASH,
             _num(macs["true"] / 1e9, 3) if macs and macs.get("true") else DASH,
         ]
         for c in paper.columns:
@@ -260,7 +272,7 @@ def build_table(
                 cells.append(agreement_cell((picked[col] or {}).get("agreement")) or DASH)
         rows.append(cells)
 
-    notes = [f"Source: {paper.source}.", f"Published MACs convention: {paper.mac_convention}.",
+    notes = [f"Source: {table.source}.", f"Published MACs convention: {table.mac_convention}.", *table.notes,
              "MACs G (true): multiply-accumulates of conv/deconv/linear layers, counted once (edgepose.macs).",
              f"Paper protocol: {paper.protocol}"]  # fmt: skip
     if base:

@@ -55,6 +55,19 @@ def register(subparsers) -> None:
     p.set_defaults(func=run)
 
 
+def _require_pose(manifest: dict) -> None:
+    """Keypoint AP scores people: refuse a segmentation model in one line."""
+    from edgepose.accuracy.agreement import applies
+    from edgepose.errors import EdgeposeError
+
+    model = manifest["model"]
+    if not applies(manifest):
+        raise EdgeposeError(
+            f"edgepose eval scores keypoints (COCO keypoint AP); {model.get('name')} is a "
+            f"{model.get('kind')} model"
+        )
+
+
 def _pipeline(args: argparse.Namespace):
     """The pipeline to evaluate and its manifest: an artifact on a runtime, or a model in PyTorch."""
     from edgepose.device.manifest import load_manifest
@@ -75,6 +88,7 @@ def _pipeline(args: argparse.Namespace):
         from edgepose.accuracy.agreement import host_backend, weights_label
 
         manifest = load_manifest(args.target)
+        _require_pose(manifest)
         backend = host_backend(args.target, manifest, args.backend)
         pipeline = PosePipeline(
             args.target, backend=backend, threads=args.threads, manifest=manifest, **options
@@ -93,6 +107,7 @@ def _pipeline(args: argparse.Namespace):
 
     size = parse_size(args.input) if args.input else None
     manifest, weights = model_manifest(args.target, args.weights, args.dataset, size)
+    _require_pose(manifest)
     runtime = TorchRuntime(manifest, weights=weights, threads=args.threads)
     pipeline = PosePipeline(None, runtime=runtime, manifest=manifest, **options)
     return pipeline, manifest, f"{args.target} in PyTorch fp32, weights {weights_label(manifest)}"

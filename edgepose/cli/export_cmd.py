@@ -63,14 +63,20 @@ def _size(path: Path) -> str:
     return f"{path.stat().st_size / 1e6:.2f} MB"
 
 
+# An example input per model kind for the printed next steps (bottom-up: a crowd photo).
+EXAMPLE_SOURCES = {"top-down": "person.jpg", "segmentation": "street.jpg"}
+
+
 def next_commands(folder: Path, manifest: dict, steps: tuple[str, ...]) -> list[str]:
     """What to do next with this folder: the recipe's ``next_steps``, filled in for this export."""
-    source = "person.jpg" if manifest["model"]["kind"] == "top-down" else "crowd.jpg"
+    kind = manifest["model"]["kind"]
+    source = EXAMPLE_SOURCES.get(kind, "crowd.jpg")
     fields = {
         "folder": folder.name,
         "path": str(folder.resolve()),
         "model": manifest["model"]["name"],
         "source": source,
+        "json": "classes.jsonl" if kind == "segmentation" else "poses.jsonl",
     }
     lines = [step.format(**fields) for step in steps]
     return lines or [f"  python3 {fields['path']}/run.py --source {source} --out out.jpg"]
@@ -101,9 +107,17 @@ def run(args: argparse.Namespace) -> int:
     seconds = time.monotonic() - start
     manifest = json.loads((folder / MANIFEST).read_text())
     if manifest["model"]["weights"]["kind"] == "random":
+        from edgepose.models.catalog import load_catalog
+
+        released = any(e.model == args.model for e in load_catalog().entries)
         print(
-            f"warning: {args.model} has random weights (no --weights): the export is real, the poses are "
-            f"meaningless; `edgepose weights --model {args.model}` lists the released checkpoints",
+            f"warning: {args.model} has random weights (no --weights): the export is real, its "
+            f"{'classes' if manifest['model']['kind'] == 'segmentation' else 'poses'} are meaningless; "
+            + (
+                f"`edgepose weights --model {args.model}` lists the released checkpoints"
+                if released
+                else "no released checkpoint is known for it (--weights FILE takes your own)"
+            ),
             file=sys.stderr,
         )
     if args.json:

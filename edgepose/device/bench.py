@@ -160,9 +160,9 @@ def _bench_pipeline(model_dir, runner, manifest, base, writer, runs, warmup, max
     """Time the full pipeline on a 640x480 frame, split into its pre / model / post stages."""
     import numpy as np
 
-    from .pipeline import PosePipeline
+    from .pipeline import open_pipeline
 
-    pipe = PosePipeline(model_dir, runtime=runner, manifest=manifest)
+    pipe = open_pipeline(model_dir, runtime=runner, manifest=manifest)  # the model kind's pipeline
     # Random pixels: timing, not accuracy (grouping cost on a real crowd photo can be higher).
     frame = (np.random.RandomState(1).rand(480, 640, 3) * 255).astype(np.uint8)
     stages = {"pre": [], "model": [], "post": []}

@@ -5,18 +5,19 @@ the same options (``add_arguments``) and calls ``run``. Bad input, or an output 
 (full disk, read-only folder: the path and the cause), prints one line and exits 2, leaving no output
 file behind. Exit status: 0 every frame processed; 1 a folder source had files that could not be read
 (each skipped with a warning, listed in the summary and the JSON lines; the others were processed);
-2 an error; 130 Ctrl-C.
+2 an error; 130 Ctrl-C. What differs between pose and segmentation models (pipeline options, JSON
+fields, drawing, mask files) is the model kind's task (``tasks.py``).
 """
 
 import argparse
-import errno
 import json
 import os
 import sys
 
-from .atomic import AtomicFile, discard, publish, temp_name, write_bytes
+from .atomic import AtomicFile, discard, publish, temp_name
 from .decode_bottomup import DET_THRESHOLD, GROUPING, GROUPINGS, MIN_JOINTS, TAG_THRESHOLD
 from .errors import EdgeposeError, os_error_message
+from .outputs import RunOutputs
 from .runtime import BACKENDS
 
 VIDEO_CODECS = {".mp4": "mp4v", ".avi": "MJPG", ".mkv": "mp4v", ".mov": "mp4v"}
@@ -31,7 +32,15 @@ def add_arguments(parser, backends=None):
     parser.add_argument(
         "--out", help="annotated output: an image, a video (.mp4/.avi), or a folder for a folder source"
     )
-    parser.add_argument("--json", help="write the poses as JSON lines (one line per frame)")
+    parser.add_argument(
+        "--json", help="write JSON lines, one per frame: the poses, or a segmentation model's class shares"
+    )
+    parser.add_argument(
+        "--mask", metavar="DIR", help="segmentation: write each frame's class ids as a PNG into DIR"
+    )
+    parser.add_argument(
+        "--alpha", type=float, default=0.5, help="segmentation: opacity of the class colours (default 0.5)"
+    )
     parser.add_argument(
         "--show", action="store_true", help="show the annotated frames in a window (q/Esc quits)"
     )
@@ -40,7 +49,9 @@ def add_arguments(parser, backends=None):
     )
     parser.add_argument("--threads", type=int, help="CPU threads for the runtime (default: the manifest's)")
     parser.add_argument(
-        "--flip", action="store_true", help="flip test: also run the mirrored input and average"
+        "--flip",
+        action="store_true",
+        help="flip test: also run the mirrored input and average (pose, segmentation)",
     )
     parser.add_argument("--boxes", help="top-down models: person boxes JSON (default: the whole frame)")
     parser.add_argument(
@@ -80,7 +91,7 @@ def add_arguments(parser, backends=None):
 
 def build_parser(prog="run.py"):
     parser = argparse.ArgumentParser(
-        prog=prog, description="Pose estimation with an edgepose artifact folder."
+        prog=prog, description="Pose estimation or segmentation with an edgepose artifact folder."
     )
     parser.add_argument("--model-dir", help="the artifact folder (default: the folder of run.py)")
     add_arguments(parser)
@@ -106,12 +117,12 @@ def main(argv=None, model_dir=None):
 
 def run(args, model_dir, runtime=None):
     """Run the pipeline over ``args.source``; ``runtime`` replaces the manifest's backend (host tools)."""
-    from .draw import FPS_COVERS, draw_poses, draw_timings, fps_text, skeleton_for
+    from .draw import FPS_COVERS, draw_timings, fps_text
     from .manifest import load_manifest
-    from .pipeline import PosePipeline
 
     manifest = load_manifest(model_dir)
-    from .sources import BoxFile, Source  # OpenCV: imported when frames are read, not for --help
+    from .sources import Source  # OpenCV: imported when frames are read, not for --help
+    from .tasks import open_task
 
     warnings = {}  # frame index -> what is wrong with an image that could still be read
 
@@ -124,31 +135,12 @@ def run(args, model_dir, runtime=None):
 
     source = Source(args.source, on_problem=on_problem)
     _check_out(args.out, source)
-    boxes = BoxFile(args.boxes) if args.boxes else None
-    if boxes is not None and manifest["model"].get("kind") != "top-down":
-        raise EdgeposeError(
-            "--boxes is for top-down models; {} is bottom-up".format(manifest["model"].get("name"))
-        )
-    pipeline = PosePipeline(
-        model_dir,
-        backend=args.backend,
-        threads=args.threads,
-        flip=args.flip,
-        refine=args.refine,
-        dark=args.dark,
-        det_threshold=args.det_threshold,
-        tag_threshold=args.tag_threshold,
-        grouping=args.grouping,
-        min_joints=args.min_joints,
-        min_score=args.min_score,
-        runtime=runtime,
-        manifest=manifest,
-    )
-    skeleton = skeleton_for(manifest)
-    warning = random_weights_warning(manifest)
+    outputs = RunOutputs()
+    task = open_task(args, model_dir, manifest, runtime, source, outputs)
+    warning = random_weights_warning(manifest, task.what)
     if warning:
         sys.stderr.write("run.py: warning: {}\n".format(warning))
-    frames_out = _FrameWriter(args.out, source)
+    frames_out = _FrameWriter(args.out, source, outputs)
     lines = AtomicFile(args.json, "w") if args.json else None
     totals = {"pre": 0.0, "model": 0.0, "post": 0.0}
     count = 0
@@ -156,7 +148,7 @@ def run(args, model_dir, runtime=None):
         for index, name, frame in source:
             if args.max_frames is not None and count >= args.max_frames:
                 break
-            result = pipeline(frame, boxes.for_frame(index, name) if boxes else None)
+            result = task(index, name, frame)
             timings = result["timings"]
             total = sum(timings.values())
             fps = 1000.0 / total if total > 0 else 0.0
@@ -164,22 +156,23 @@ def run(args, model_dir, runtime=None):
                 totals[key] += timings[key]
             count += 1
             if lines is not None:
-                record = {
-                    "frame": index,
-                    "source": name,
-                    "people": result["people"],
-                    "timings_ms": {k: round(v, 3) for k, v in timings.items()},
-                    "fps": round(fps, 2),
-                    "fps_covers": FPS_COVERS,
-                }
+                record = {"frame": index, "source": name}
+                record.update(task.fields(result))
+                record.update(
+                    {
+                        "timings_ms": {k: round(v, 3) for k, v in timings.items()},
+                        "fps": round(fps, 2),
+                        "fps_covers": FPS_COVERS,
+                    }
+                )
                 if index in warnings:
                     record["warning"] = warnings[index]
                 lines.write(json.dumps(record) + "\n")
+            task.save(index, name, result)
             if args.out or args.show:
-                draw_poses(frame, result["people"], skeleton, threshold=args.kpt_threshold)
-                draw_timings(
-                    frame, timings, fps, "RANDOM WEIGHTS: poses are meaningless" if warning else None
-                )
+                task.draw(frame, result)
+                label = "RANDOM WEIGHTS: {} are meaningless".format(task.what) if warning else None
+                draw_timings(frame, timings, fps, label)
                 frames_out.write(frame, name)
                 if args.show and _show(frame):
                     break
@@ -197,7 +190,7 @@ def run(args, model_dir, runtime=None):
         print(
             "{} frame(s) with {}: pre {:.1f} ms, model {:.1f} ms, post {:.1f} ms per frame; {}".format(
                 count,
-                pipeline.runtime.describe(),
+                task.pipeline.runtime.describe(),
                 totals["pre"] / n,
                 totals["model"] / n,
                 totals["post"] / n,
@@ -214,12 +207,12 @@ def run(args, model_dir, runtime=None):
     return 0
 
 
-def random_weights_warning(manifest):
+def random_weights_warning(manifest, what="poses"):
     """The one-line warning for an artifact exported with random weights, else None."""
     weights = manifest["model"].get("weights")
     if weights is None or (isinstance(weights, dict) and weights.get("kind") == "random"):
-        return "{} was exported with random weights: the poses it finds are meaningless".format(
-            manifest["model"].get("name", "this model")
+        return "{} was exported with random weights: the {} it finds are meaningless".format(
+            manifest["model"].get("name", "this model"), what
         )
     return None
 
@@ -260,60 +253,36 @@ def _show(frame):
 class _FrameWriter(object):
     """Annotated output: one image, a folder of images, or a video; each file written whole (temp + rename).
 
-    :meth:`abort` removes every file and folder this run created, so a run that fails or is interrupted
-    leaves no output of its own behind.
+    Every file and folder it makes is remembered in ``outputs`` (shared with the task's own files, such
+    as ``--mask``), whose ``abort`` removes them when the run fails or is interrupted.
     """
 
-    def __init__(self, out, source):
+    def __init__(self, out, source, outputs):
         self.out = out
         self.source = source
+        self.outputs = outputs
         self.video = None
         self.tmp = None
         self.frames = 0
-        self.created = []  # paths this run made (folders before their files), removed again by abort()
-
-    def _folder(self, folder):
-        """Make ``folder`` and its missing parents, remembering them for :meth:`abort`."""
-        missing = []
-        folder = os.path.abspath(folder)
-        while not os.path.isdir(folder):
-            if os.path.lexists(folder):
-                raise OSError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), folder)
-            missing.append(folder)
-            if os.path.dirname(folder) == folder:
-                break
-            folder = os.path.dirname(folder)
-        for path in reversed(missing):
-            os.mkdir(path)
-            self.created.append(path)
-
-    def _keep(self, path, existed):
-        if not existed:
-            self.created.append(path)
 
     def write(self, frame, name):
         if not self.out:
             return
-        path = self.out if self.source.kind in ("image", "video", "camera") else os.path.join(self.out, name)
+        if self.source.kind in ("image", "folder"):
+            self.outputs.image(
+                self.out if self.source.kind == "image" else os.path.join(self.out, name), frame
+            )
+            return
         try:
-            self._write(frame, path)
+            self._write_video(frame)
         except OSError as exc:  # name the output asked for, whatever step failed
-            raise OSError(exc.errno, exc.strerror, path) from None
+            raise OSError(exc.errno, exc.strerror, self.out) from None
 
-    def _write(self, frame, path):
+    def _write_video(self, frame):
         import cv2
 
-        if self.source.kind in ("image", "folder"):
-            self._folder(os.path.dirname(os.path.abspath(path)))
-            ok, encoded = cv2.imencode(os.path.splitext(path)[1], frame)
-            if not ok:
-                raise EdgeposeError("cannot encode image {}".format(path))
-            existed = os.path.lexists(path)
-            write_bytes(path, encoded.tobytes())  # an OSError names the path and the cause
-            self._keep(path, existed)
-            return
         if self.video is None:
-            self._folder(os.path.dirname(os.path.abspath(self.out)))
+            self.outputs.folder(os.path.dirname(os.path.abspath(self.out)))
             ext = os.path.splitext(self.out)[1].lower()
             self.tmp = temp_name(self.out)
             open(self.tmp, "wb").close()  # a folder we cannot write to fails here, with its real cause
@@ -335,19 +304,14 @@ class _FrameWriter(object):
             _check_video(self.tmp, self.out, self.frames)  # OpenCV's writer fails silently on a full disk
             existed = os.path.lexists(self.out)
             publish(self.tmp, self.out)
-            self._keep(self.out, existed)
+            self.outputs.keep(self.out, existed)
 
     def abort(self):
         if self.video is not None:
             self.video.release()
             self.video = None
         discard(self.tmp)
-        for path in reversed(self.created):
-            try:
-                os.rmdir(path) if os.path.isdir(path) else os.remove(path)
-            except OSError:
-                pass  # a folder that holds something else now stays
-        self.created = []
+        self.outputs.abort()
 
 
 def _check_video(tmp, out, frames):

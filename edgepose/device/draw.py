@@ -1,4 +1,5 @@
-"""Draw poses on a frame with OpenCV: joints, limbs (COCO-17, CrowdPose-14, MPII-16), boxes and timings."""
+"""Draw on a frame with OpenCV: poses (joints, limbs of COCO-17, CrowdPose-14, MPII-16, boxes), a class
+legend for segmentation overlays, and timings."""
 
 import cv2
 
@@ -42,22 +43,41 @@ def fps_text(fps):
     return "{:.1f} FPS ({})".format(fps, FPS_COVERS)
 
 
-def draw_label(frame, lines, corner=(8, 8)):
-    """Write ``lines`` in the top-left corner on a dark box sized by OpenCV itself (legible on OpenCV 4 and 5)."""
+def draw_label(frame, lines, corner=(8, 8), swatches=None):
+    """Write ``lines`` on a dark box sized by OpenCV itself (legible on OpenCV 4 and 5), its top-left at
+    ``corner`` (negative coordinates count from the right / bottom edge). ``swatches``: one BGR colour
+    per line, drawn as a square before it (a legend)."""
     scale = max(0.45, frame.shape[1] / 1400.0)
     thickness = max(1, int(round(scale * 1.5)))
     font = cv2.FONT_HERSHEY_SIMPLEX
     sizes = [cv2.getTextSize(line, font, scale, thickness) for line in lines]
     pad = max(3, int(6 * scale))
+    square = sizes[0][0][1] if swatches else 0
+    indent = square + pad if swatches else 0
     height = sum(h + base + pad for (_, h), base in sizes) + pad
-    width = max(w for (w, _), _ in sizes) + 2 * pad
+    width = max(w for (w, _), _ in sizes) + 2 * pad + indent
     x0, y0 = corner
+    x0 = x0 if x0 >= 0 else frame.shape[1] + x0 - width
+    y0 = y0 if y0 >= 0 else frame.shape[0] + y0 - height
     cv2.rectangle(frame, (x0, y0), (x0 + width, y0 + height), (0, 0, 0), -1)
     y = y0
-    for line, ((_, h), base) in zip(lines, sizes):
+    for i, (line, ((_, h), base)) in enumerate(zip(lines, sizes)):
         y += pad + h
-        cv2.putText(frame, line, (x0 + pad, y), font, scale, (255, 255, 255), thickness, cv2.LINE_AA)
+        if swatches:
+            color = tuple(int(c) for c in swatches[i])
+            cv2.rectangle(frame, (x0 + pad, y - square), (x0 + pad + square, y), color, -1)
+        cv2.putText(frame, line, (x0 + pad + indent, y), font, scale, (255, 255, 255), thickness, cv2.LINE_AA)
         y += base
+    return frame
+
+
+def draw_class_legend(frame, names, shares, colors_bgr, top=5):
+    """The ``top`` classes by share of the frame, with their overlay colours, in the bottom-left corner."""
+    order = sorted(range(len(names)), key=lambda i: -shares[i])[:top]
+    order = [i for i in order if shares[i] > 0]
+    if order:
+        lines = ["{} {:.0f}%".format(names[i], 100.0 * shares[i]) for i in order]
+        draw_label(frame, lines, corner=(8, -8), swatches=[colors_bgr[i] for i in order])
     return frame
 
 

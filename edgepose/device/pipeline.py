@@ -1,10 +1,14 @@
-"""The inference pipeline: pre-process -> runtime -> decode -> back to image pixels, timed per step.
+"""The inference pipelines: pre-process -> runtime -> decode -> back to image pixels, timed per step.
 
 ``PosePipeline(model_dir)(frame_bgr, boxes=None)`` returns
 ``{"people": [{"keypoints": [[x, y, score], ...], "score": s, "box": [x1, y1, x2, y2] or None}],
 "timings": {"pre": ms, "model": ms, "post": ms}}`` for one frame. Bottom-up models (LitePose) see the
 whole letterboxed frame; top-down models (Lite-HRNet) see one crop per person box (the whole frame
 when no boxes are given: the person detector is the caller's to supply).
+
+``SegmentationPipeline(model_dir)(frame_bgr)`` returns ``{"labels": (H, W) uint8 class ids of the
+frame, "shares": fraction of the frame per class, "timings": ...}``; the model sees the whole
+letterboxed frame. ``open_pipeline`` picks the pipeline of the manifest's model kind (:data:`PIPELINES`).
 """
 
 import time
@@ -12,6 +16,7 @@ import time
 import numpy as np
 
 from .decode_bottomup import DET_THRESHOLD, GROUPING, GROUPINGS, TAG_THRESHOLD, BottomUpDecoder
+from .decode_segmentation import SegmentationDecoder
 from .decode_topdown import TopDownDecoder
 from .errors import EdgeposeError
 from .manifest import input_hw, load_manifest, output_by_role
@@ -79,6 +84,11 @@ class PosePipeline(object):
                 raise EdgeposeError("a top-down manifest needs an output with role 'heatmaps'")
             self.out_names = (heat["name"],)
             self.decoder = TopDownDecoder(flip_index, dark=dark)
+        elif self.kind == "segmentation":
+            raise EdgeposeError(
+                "{} is a segmentation model: it has classes per pixel, not poses (SegmentationPipeline, "
+                "or open_pipeline, which picks by the manifest)".format(model.get("name"))
+            )
         else:
             raise EdgeposeError("unknown model kind {!r} in the manifest".format(self.kind))
         # Load the model last: bad options fail fast, before a slow engine load.
@@ -141,6 +151,63 @@ class PosePipeline(object):
                 people.append(_person(points, score, [float(v) for v in box[:4]]))
         t3 = time.perf_counter()
         return {"people": people, "timings": _timings(t0, t1, t2, t3)}
+
+
+class SegmentationPipeline(object):
+    """Everything between a BGR frame and the class of each of its pixels, for one artifact folder."""
+
+    def __init__(self, model_dir, backend=None, threads=None, flip=False, runtime=None, manifest=None):
+        self.manifest = manifest if manifest is not None else load_manifest(model_dir)
+        model = self.manifest["model"]
+        logits = output_by_role(self.manifest, "logits")
+        if logits is None:
+            raise EdgeposeError("a segmentation manifest needs an output with role 'logits'")
+        self.out_name = logits["name"]
+        self.decoder = SegmentationDecoder(model.get("classes"), model.get("palette_rgb"), logits["stride"])
+        self.flip = bool(flip)
+        self.input_hw = input_hw(self.manifest)
+        self.normalize = Normalizer(self.manifest["input"])
+        self.runtime = (
+            runtime if runtime is not None else open_runtime(model_dir, self.manifest, backend, threads)
+        )
+
+    def __call__(self, frame):
+        """Label every pixel of one BGR frame."""
+        t0 = time.perf_counter()
+        matrix = letterbox_matrix(frame.shape[:2], self.input_hw)
+        crop = warp(frame, matrix, self.input_hw)
+        batch = self.normalize([crop, crop[:, ::-1]] if self.flip else [crop])
+        t1 = time.perf_counter()
+        logits = self.runtime.run(batch)[self.out_name]
+        t2 = time.perf_counter()
+        # Flip test: the mirrored input's logits, mirrored back (exact on the grid: W is a multiple of
+        # the stride), averaged with the plain ones.
+        scores = (logits[0] + logits[1][:, :, ::-1]) * 0.5 if self.flip else logits[0]
+        labels = self.decoder(scores, matrix, frame.shape[:2])
+        shares = self.decoder.shares(labels)
+        t3 = time.perf_counter()
+        return {"labels": labels, "shares": shares, "timings": _timings(t0, t1, t2, t3)}
+
+
+# The pipeline of each model kind (the manifest's model.kind).
+PIPELINES = {"bottom-up": PosePipeline, "top-down": PosePipeline, "segmentation": SegmentationPipeline}
+
+
+def pipeline_class(manifest):
+    """The pipeline class for the manifest's model kind; an unknown kind is one clear line."""
+    kind = manifest["model"].get("kind")
+    try:
+        return PIPELINES[kind]
+    except KeyError:
+        raise EdgeposeError(
+            "unknown model kind {!r} in the manifest (known: {})".format(kind, ", ".join(sorted(PIPELINES)))
+        ) from None
+
+
+def open_pipeline(model_dir, manifest=None, **options):
+    """The pipeline of the artifact folder's model kind, with its default options unless given."""
+    manifest = manifest if manifest is not None else load_manifest(model_dir)
+    return pipeline_class(manifest)(model_dir, manifest=manifest, **options)
 
 
 def _person(points, score, box):

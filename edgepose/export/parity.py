@@ -4,6 +4,11 @@ The input is scikit-image's ``astronaut`` (bundled with the package, nothing to 
 the model's input exactly as the device pipeline brings a frame (``edgepose.device.preprocess``), so
 that the heatmaps have real peaks and peak agreement means something.
 
+Each output is judged by the agreement figure of its role (:data:`AGREEMENTS`): heatmaps by where their
+peaks are, segmentation logits by the class each pixel gets (argmax over the channels). A recipe's
+``min_<figure>`` threshold applies to the outputs that have that figure, so one parity table per
+precision serves pose and segmentation models alike.
+
 :func:`gate` is a pure function: reference and candidate outputs, the recipe's limits and what is
 known about the network's own noise in; the verdict, the effective limits and the figures out. The
 figures go into the manifest.
@@ -14,6 +19,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
@@ -34,7 +40,7 @@ class Floor:
     """
 
     outputs: Mapping[str, dict]
-    margin: Mapping[str, float]  # {"sqnr_db": dB, "peak_agreement": fraction}
+    margin: Mapping[str, float]  # {"sqnr_db": dB, "peak_agreement": fraction, "pixel_agreement": fraction}
 
 
 def sample_input(input_size: tuple[int, int], layout: str = "NCHW", batch: int = 1) -> np.ndarray:
@@ -61,8 +67,29 @@ def peak_agreement(reference: np.ndarray, candidate: np.ndarray, channels: int |
     return float(np.mean(ref == cand))
 
 
-def output_figures(reference: np.ndarray, candidate: np.ndarray, heatmap_channels: int | None = None) -> dict:
-    """max/mean abs diff, SQNR (dB; None when the two are identical) and peak agreement of one output."""
+def pixel_agreement(reference: np.ndarray, candidate: np.ndarray) -> float:
+    """Fraction of (image, pixel) positions whose class (argmax over the channels) is the same; NCHW logits."""
+    return float(np.mean(reference.argmax(axis=1) == candidate.argmax(axis=1)))
+
+
+class Agreement(NamedTuple):
+    """An agreement figure: its key in the figures (``min_<key>`` is its threshold), short name, digits."""
+
+    figure: str
+    short: str
+    digits: int  # pixel agreement is gated near 1 (99.9 %), so it is printed with more digits
+
+
+PEAKS = Agreement("peak_agreement", "peaks", 3)
+PIXELS = Agreement("pixel_agreement", "pixels", 5)
+# The agreement figure that means something for each output role (the manifest's ``role``).
+AGREEMENTS = {"heatmaps": PEAKS, "heatmaps_tags": PEAKS, "logits": PIXELS}
+
+
+def output_figures(
+    reference: np.ndarray, candidate: np.ndarray, heatmap_channels: int | None = None, role: str = "heatmaps"
+) -> dict:
+    """max/mean abs diff, SQNR (dB; None when the two are identical) and the agreement figure of ``role``."""
     if reference.shape != candidate.shape:
         raise EdgeposeError(f"output shapes differ: reference {reference.shape}, candidate {candidate.shape}")
     ref = reference.astype(np.float64)
@@ -73,12 +100,19 @@ def output_figures(reference: np.ndarray, candidate: np.ndarray, heatmap_channel
         sqnr = None
     else:
         sqnr = 10.0 * math.log10(signal / noise) if signal > 0 else -math.inf
-    return {
+    agreement = AGREEMENTS.get(role)
+    if agreement is None:
+        raise EdgeposeError(f"no agreement figure for output role {role!r}; known: {', '.join(AGREEMENTS)}")
+    figures = {
         "max_abs_diff": float(np.max(np.abs(err))) if err.size else 0.0,
         "mean_abs_diff": float(np.mean(np.abs(err))) if err.size else 0.0,
         "sqnr_db": sqnr,
-        "peak_agreement": peak_agreement(reference, candidate, heatmap_channels),
     }
+    if agreement is PIXELS:
+        figures[PIXELS.figure] = pixel_agreement(reference, candidate)
+    else:
+        figures[PEAKS.figure] = peak_agreement(reference, candidate, heatmap_channels)
+    return figures
 
 
 def relative_limits(
@@ -92,10 +126,11 @@ def relative_limits(
     worst_sqnr = min((f["sqnr_db"] for f in floor.values() if f["sqnr_db"] is not None), default=None)
     if "min_sqnr_db" in out and worst_sqnr is not None:
         out["min_sqnr_db"] = min(out["min_sqnr_db"], worst_sqnr - margin["sqnr_db"])
-    if "min_peak_agreement" in out:
-        worst_peaks = min(f["peak_agreement"] for f in floor.values())
-        if worst_peaks < out["min_peak_agreement"]:  # the floor itself moves peaks
-            out["min_peak_agreement"] = worst_peaks - margin["peak_agreement"]
+    for figure in (PEAKS.figure, PIXELS.figure):
+        key = f"min_{figure}"
+        worst = min((f[figure] for f in floor.values() if figure in f), default=None)
+        if key in out and worst is not None and worst < out[key]:  # the floor itself moves peaks / classes
+            out[key] = worst - margin[figure]
     return out
 
 
@@ -132,11 +167,19 @@ def _failures(name: str, figures: dict, thresholds: Mapping[str, float]) -> list
     sqnr = figures["sqnr_db"]
     if "min_sqnr_db" in thresholds and sqnr is not None and not sqnr >= thresholds["min_sqnr_db"]:
         out.append(f"{name}: SQNR {sqnr:.1f} dB < {thresholds['min_sqnr_db']:.1f} dB")
-    if "min_peak_agreement" in thresholds and figures["peak_agreement"] < thresholds["min_peak_agreement"]:
-        out.append(
-            f"{name}: peak agreement {figures['peak_agreement']:.3f} < {thresholds['min_peak_agreement']:.3f}"
-        )
+    for a in (PEAKS, PIXELS):
+        bar = thresholds.get(f"min_{a.figure}")
+        if bar is not None and a.figure in figures and figures[a.figure] < bar:
+            what = a.figure.replace("_", " ")
+            out.append(f"{name}: {what} {figures[a.figure]:.{a.digits}f} < {bar:.{a.digits}f}")
     return out
+
+
+def _applicable(thresholds: dict[str, float], roles: list[str]) -> dict[str, float]:
+    """The thresholds without the agreement bars of figures no output has (a pose model under a table
+    that also gates segmentation pixels, and the reverse)."""
+    unused = {f"min_{a.figure}" for a in (PEAKS, PIXELS)} - {f"min_{AGREEMENTS[r].figure}" for r in roles}
+    return {k: v for k, v in thresholds.items() if k not in unused}
 
 
 def noise_floor(reference: Mapping[str, np.ndarray], exact: Mapping[str, np.ndarray]) -> dict[str, float]:
@@ -151,6 +194,7 @@ def gate(
     heatmap_channels: Mapping[str, int] | None = None,
     noise: Mapping[str, float] | None = None,
     floor: Floor | None = None,
+    roles: Mapping[str, str] | None = None,
 ) -> dict:
     """Compare outputs by name (NCHW) under ``limits``; ``passed`` when every output meets every threshold.
 
@@ -159,18 +203,21 @@ def gate(
     heatmaps+tags output); default: all. ``noise`` (from :func:`noise_floor`) lets ``max_abs_diff`` grow
     to ``noise_factor`` x PyTorch's own fp32 rounding noise per output (a runtime summing in another
     order adds its own rounding), and may switch the bar to SQNR (:func:`effective_limits`); a wrong
-    graph is off by far more. ``floor`` lowers the bars to what the network loses anyway. Returns
+    graph is off by far more. ``floor`` lowers the bars to what the network loses anyway. ``roles`` maps
+    an output to its role (default "heatmaps"), which picks its agreement figure (:data:`AGREEMENTS`); an
+    agreement threshold that no output has a figure for is left out. Returns
     ``{"outputs", "thresholds" (the effective ones), "passed", "failures"}``.
     """
     missing = sorted(set(reference) - set(candidate))
     if missing:
         raise EdgeposeError(f"the exported model lacks outputs {missing}; it has {sorted(candidate)}")
-    thresholds = effective_limits(limits, noise, floor)
     factor = float(limits.get("noise_factor", NOISE_FACTOR))
     channels = heatmap_channels or {}
+    role = {name: (roles or {}).get(name, "heatmaps") for name in reference}
+    thresholds = _applicable(effective_limits(limits, noise, floor), list(role.values()))
     outputs, failures = {}, []
     for name, ref in reference.items():
-        figures = output_figures(np.asarray(ref), np.asarray(candidate[name]), channels.get(name))
+        figures = output_figures(np.asarray(ref), np.asarray(candidate[name]), channels.get(name), role[name])
         if noise is not None:
             figures["fp32_noise_floor"] = noise[name]
             if "max_abs_diff" in thresholds:
@@ -185,7 +232,6 @@ def summary(result: dict) -> str:
     parts = []
     for name, f in result["outputs"].items():
         sqnr = "exact" if f["sqnr_db"] is None else f"{f['sqnr_db']:.1f} dB"
-        parts.append(
-            f"{name}: max|diff| {f['max_abs_diff']:.2e}, SQNR {sqnr}, peaks {f['peak_agreement']:.3f}"
-        )
+        agree = [f"{a.short} {f[a.figure]:.{a.digits}f}" for a in (PEAKS, PIXELS) if a.figure in f]
+        parts.append(", ".join([f"{name}: max|diff| {f['max_abs_diff']:.2e}", f"SQNR {sqnr}", *agree]))
     return "; ".join(parts)

@@ -33,24 +33,26 @@ from edgepose.atomic import staged_dir, write_text
 from edgepose.device.formats import get_format, model_files
 from edgepose.device.manifest import MANIFEST, SCHEMA, load_manifest, sha256_of
 from edgepose.device.preprocess import INPUT_NORMALIZATION
+from edgepose.device.segmentation_classes import get_classes
 from edgepose.device.skeletons import get_skeleton
 from edgepose.errors import EdgeposeError
 from edgepose.export import parity
 from edgepose.export.recipe import Recipe, load_recipe, resolve
 from edgepose.hub import ResolvedWeights, resolve_weights
 from edgepose.models import build_model, check_input_size, get_spec, load_weights, parse_size
-from edgepose.models.registry import ModelSpec, OutputSpec
+from edgepose.models.registry import ModelSpec, OutputSpec, head_size
 
 DEVICE_PACKAGE = Path(edgepose.__file__).resolve().parent / "device"
 MEANINGS = {
     "heatmaps_tags": "channels 0..J-1: heatmaps; J..2J-1: associative-embedding tags",
     "heatmaps": "J heatmaps",
+    "logits": "C class scores per pixel (before softmax); the label is the argmax over the channels",
 }
 # One thread: an export is a handful of forward passes, and PyTorch's OpenMP threads slow down 10-100x when
 # other processes share the cores (pytest -n 2, a benchmark next door); one thread is never that slow.
 EXPORT_THREADS = 1
 RANDOM_SEED = 0  # random weights are seeded: the same command gives the same file
-RANDOM_WEIGHTS = {"kind": "random", "seed": RANDOM_SEED, "note": "random weights: the poses mean nothing"}
+RANDOM_WEIGHTS = {"kind": "random", "seed": RANDOM_SEED, "note": "random weights: the outputs mean nothing"}
 RUN_PY = """\
 import os, sys; HERE = os.path.dirname(os.path.abspath(__file__)); sys.path.insert(0, HERE); \
 from edgepose_device.cli import main; sys.exit(main(model_dir=HERE))
@@ -77,8 +79,9 @@ class ExportJob:
         return self.recipe.precision
 
     @property
-    def num_joints(self) -> int:
-        return int(getattr(self.model, "num_joints", 0) or len(get_skeleton(self.dataset)["joints"]))
+    def head_size(self) -> int:
+        """Joints (pose) or classes (segmentation): what the head's channels count (``spec.head_option``)."""
+        return head_size(self.spec, self.dataset, getattr(self.model, self.spec.head_option, None))
 
     @property
     def output_names(self) -> list[str]:
@@ -87,7 +90,21 @@ class ExportJob:
     @property
     def heatmap_channels(self) -> dict[str, int]:
         """Leading heatmap channels per output (J), for peak agreement."""
-        return {o.name: self.num_joints for o in self.spec.outputs}
+        return {o.name: self.head_size for o in self.spec.outputs}
+
+    @property
+    def output_roles(self) -> dict[str, str]:
+        """Each output's role, which picks its agreement figure in the parity gate."""
+        return {o.name: o.role for o in self.spec.outputs}
+
+    def figures(self, reference: dict[str, np.ndarray], candidate: dict[str, np.ndarray]) -> dict[str, dict]:
+        """Per-output parity figures of ``candidate`` against ``reference`` (no thresholds)."""
+        return {
+            name: parity.output_figures(
+                reference[name], candidate[name], self.heatmap_channels[name], self.output_roles[name]
+            )
+            for name in self.output_names
+        }
 
     def sample(self, batch: int = 1, layout: str = "NCHW") -> np.ndarray:
         """The parity input (a real photo) at this job's input size."""
@@ -131,17 +148,17 @@ class ExportJob:
         verdict: an absolute ``max_abs_diff`` bar was missed.
         """
         reference = self.run_torch(x) if reference is None else reference
-        limits = self.recipe.parity
-        verdict = parity.gate(reference, candidate, limits, self.heatmap_channels, floor=floor)
+        limits, channels, roles = self.recipe.parity, self.heatmap_channels, self.output_roles
+        verdict = parity.gate(reference, candidate, limits, channels, floor=floor, roles=roles)
         if not verdict["passed"] and "max_abs_diff" in limits:
             noise = parity.noise_floor(reference, self.run_torch64(x))
-            verdict = parity.gate(reference, candidate, limits, self.heatmap_channels, noise, floor)
+            verdict = parity.gate(reference, candidate, limits, channels, noise, floor, roles)
         return verdict
 
     def output_shape(self, output: OutputSpec, batch: int = 1) -> list[int]:
         """NCHW shape of one output, from the spec (parity checks the real shapes against it)."""
         h, w = self.input_size
-        channels = output.channels_per_joint * self.num_joints
+        channels = output.channels_per_joint * self.head_size
         return [batch, channels, h // output.stride, w // output.stride]
 
 
@@ -186,7 +203,7 @@ def export_model(
     """
     spec = get_spec(model_name)
     recipe = target if isinstance(target, Recipe) else load_recipe(target)
-    recipe = resolve(recipe, precision=precision, opset=opset, dynamic_batch=dynamic_batch)
+    recipe = resolve(recipe, precision=precision, opset=opset, dynamic_batch=dynamic_batch, kind=spec.kind)
     if isinstance(input_size, str):
         input_size = parse_size(input_size)
     used, dataset, (height, width) = resolve_source(spec, weights, dataset, input_size)
@@ -317,19 +334,44 @@ def _macs(model: nn.Module, input_size: tuple[int, int]) -> dict | None:
     return {"true": report.true_macs, "paper": report.paper_macs, "paper_convention": report.paper_convention}
 
 
-def model_section(job: ExportJob) -> dict[str, Any]:
-    """The manifest's ``model``: identity, keypoint set, size, weights."""
+def _joints(job: ExportJob) -> dict[str, Any]:
     skeleton = get_skeleton(job.dataset)
+    return {
+        "num_joints": job.head_size,
+        "joints": skeleton["joints"],
+        "flip_index": skeleton["flip_index"],
+        "limbs": skeleton["limbs"],
+    }
+
+
+def _classes(job: ExportJob) -> dict[str, Any]:
+    labels = get_classes(job.dataset)
+    if job.head_size != len(labels["classes"]):
+        raise EdgeposeError(
+            f"{job.model_name} has {job.head_size} classes, {job.dataset} names {len(labels['classes'])}"
+        )
+    return {
+        "num_classes": job.head_size,
+        "classes": list(labels["classes"]),
+        "palette_rgb": [list(rgb) for rgb in labels["palette_rgb"]],
+        "ignore_label": labels["ignore"],
+    }
+
+
+# What the head's channels mean, by the spec's head option: the keypoint set (pose) or the label set
+# (segmentation: class names and the display colours the device-side overlay uses).
+LABELS = {"num_joints": _joints, "num_classes": _classes}
+
+
+def model_section(job: ExportJob) -> dict[str, Any]:
+    """The manifest's ``model``: identity, keypoint set or label set, size, weights."""
     return {
         "name": job.model_name,
         "family": job.spec.family,
         "kind": job.spec.kind,
         "paper": job.spec.paper,
         "dataset": job.dataset,
-        "num_joints": job.num_joints,
-        "joints": skeleton["joints"],
-        "flip_index": skeleton["flip_index"],
-        "limbs": skeleton["limbs"],
+        **LABELS[job.spec.head_option](job),
         "params": sum(p.numel() for p in job.model.parameters()),
         "macs": _macs(job.model, job.input_size),
         "weights": job.weights.manifest_record() if job.weights else RANDOM_WEIGHTS,

@@ -27,12 +27,15 @@ if TYPE_CHECKING:
     from edgepose.export.pipeline import ExportJob
 
 PARITY_THREADS = 2
+# Segmentation: a file may give this many more pixels another class than the floor (fp16-rounded weights
+# in PyTorch, or onnxruntime's int8) does (measured gaps in docs/segmentation.md).
+PIXEL_MARGIN = 0.05
 # fp16 may lose this much more than fp16-rounded (BN-folded) weights lose in PyTorch itself
 # (measured gaps are within 3 dB and 0.05, docs/tflite.md).
-FP16_MARGIN = {"sqnr_db": 6.0, "peak_agreement": 0.15}
+FP16_MARGIN = {"sqnr_db": 6.0, "peak_agreement": 0.15, "pixel_agreement": PIXEL_MARGIN}
 # Where onnxruntime's int8 of the network also misses the bar, an int8 file may be this much worse
 # than it (two int8 implementations round differently; measured gaps in docs/tflite.md).
-INT8_MARGIN = {"sqnr_db": 3.0, "peak_agreement": 0.15}
+INT8_MARGIN = {"sqnr_db": 3.0, "peak_agreement": 0.15, "pixel_agreement": PIXEL_MARGIN}
 
 
 @torch.no_grad()
@@ -46,10 +49,7 @@ def fp16_floor(
             tensor.copy_(tensor.half().float())
     out = rounded(torch.from_numpy(x))
     out = out if isinstance(out, tuple | list) else (out,)
-    return {
-        name: parity.output_figures(reference[name], t.numpy(), job.heatmap_channels[name])
-        for name, t in zip(job.output_names, out)
-    }
+    return job.figures(reference, {name: t.numpy() for name, t in zip(job.output_names, out)})
 
 
 def int8_second_opinion(
@@ -65,10 +65,7 @@ def int8_second_opinion(
         return {"error": f"{type(exc).__name__}: {first}"}
     return {
         "runtime": int8_reference.describe(),
-        "outputs": {
-            name: parity.output_figures(reference[name], other[name], job.heatmap_channels[name])
-            for name in job.output_names
-        },
+        "outputs": job.figures(reference, other),
     }
 
 

@@ -16,15 +16,20 @@ from typing import Any, NamedTuple
 
 from edgepose import shipped
 from edgepose.device.formats import FORMATS, PRECISIONS, get_format
+from edgepose.device.kinds import KINDS
 from edgepose.errors import EdgeposeError
 
 OPSET_RANGE = (11, 17)  # the legacy TorchScript exporter at an exact, tested opset
 # Thresholds a parity gate checks, and the two settings of its fp32 noise allowance (export/parity.py).
-PARITY_THRESHOLDS = ("max_abs_diff", "mean_abs_diff", "min_sqnr_db", "min_peak_agreement")
+# An agreement bar applies to the outputs whose role has that figure: peaks for heatmaps, pixels
+# (per-pixel argmax class) for segmentation logits.
+PARITY_THRESHOLDS = (
+    "max_abs_diff", "mean_abs_diff", "min_sqnr_db", "min_peak_agreement", "min_pixel_agreement",
+)  # fmt: skip
 PARITY_SETTINGS = ("noise_factor", "noisy_min_sqnr_db")
 PARITY_KEYS = PARITY_THRESHOLDS + PARITY_SETTINGS
 RUNTIME_KEYS = ("backend", "threads", "delegate", "delegates")
-NEXT_STEP_FIELDS = ("folder", "path", "model", "source")
+NEXT_STEP_FIELDS = ("folder", "path", "model", "source", "json")
 _TOP_KEYS = (
     "name", "description", "format", "precision", "precisions", "opset", "dynamic_batch",
     "calib_max_images", "next_steps", "parity", "runtime", *FORMATS,
@@ -64,18 +69,25 @@ class Recipe:
     runtime: RuntimeSettings
     options: NamedTuple  # the format's typed table, e.g. TensorRTOptions
     calib_max_images: int = 200  # int8 calibration reads at most this many images (sorted by name)
-    # Parity limits: "default" applies to every precision without its own table.
+    # Parity limits by table key: "default", a precision ("fp16"), a model kind ("segmentation") or both
+    # ("fp16.segmentation"); :attr:`parity` picks the most specific for the resolved precision and kind.
     parity_tables: dict[str, dict[str, float]] = field(default_factory=dict)
     # What to do with the folder next, printed after an export: {folder} (its name), {path} (absolute),
-    # {source} (an example input that fits the model).
+    # {source} (an example input that fits the model), {json} (a JSON-lines file name for its kind).
     next_steps: tuple[str, ...] = ()
     source: str = ""  # where it was read from, for messages only (never written into an artifact)
     sha256: str = ""  # of the recipe file's bytes
+    kind: str | None = None  # the exported model's kind, once resolved for a model (picks its parity table)
 
     @property
     def parity(self) -> dict[str, float]:
-        """The parity limits of the chosen precision (its own table, else the default one)."""
-        return dict(self.parity_tables.get(self.precision, self.parity_tables.get("default", {})))
+        """The parity limits of the chosen precision and model kind: the first table that exists of
+        ``<precision>.<kind>``, ``<kind>``, ``<precision>`` and the default one. A kind's table wins over a
+        kind-less one: its outputs differ in what they are (logits, heatmaps), not only in how exact."""
+        p, k = self.precision, self.kind
+        order = (f"{p}.{k}", k, p, "default") if k else (p, "default")
+        table = next((self.parity_tables[key] for key in order if key in self.parity_tables), {})
+        return dict(table)
 
     def folder_name(self, model: str, dataset: str, input_size: tuple[int, int]) -> str:
         """The artifact folder's name: ``<model>-<dataset>-<H>x<W>-<target>-<precision>`` (export and the bench cache)."""
@@ -126,18 +138,38 @@ def _parity_table(table: dict[str, Any], where: str) -> dict[str, float]:
     return {k: float(v) for k, v in table.items()}
 
 
+def _flat(table: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in table.items() if not isinstance(v, dict)}
+
+
 def parse_parity(data: dict[str, Any], where: str) -> dict[str, dict[str, float]]:
-    """``[parity]`` (the default limits) and ``[parity.<precision>]`` tables, each validated."""
-    flat = {k: v for k, v in data.items() if not isinstance(v, dict)}
-    tables = {"default": _parity_table(flat, where)} if flat else {}
-    for precision, table in data.items():
+    """``[parity]`` (the default limits), ``[parity.<precision>]``, ``[parity.<kind>]`` and
+    ``[parity.<precision>.<kind>]`` tables, each validated; keyed as :attr:`Recipe.parity_tables`."""
+    tables = {"default": _parity_table(_flat(data), where)} if _flat(data) else {}
+    for key, table in data.items():
         if not isinstance(table, dict):
             continue
-        if precision not in PRECISIONS:
+        if key in KINDS:
+            nested = sorted(k for k, v in table.items() if isinstance(v, dict))
+            if nested:
+                raise EdgeposeError(f"{where}: [parity.{key}] cannot hold tables ({', '.join(nested)})")
+            tables[key] = _parity_table(table, f"{where} [parity.{key}]")
+            continue
+        if key not in PRECISIONS:
             raise EdgeposeError(
-                f"{where}: [parity.{precision}] is not a precision; use one of {', '.join(PRECISIONS)}"
+                f"{where}: [parity.{key}] is not a precision or a model kind; use one of "
+                f"{', '.join(PRECISIONS + KINDS)}"
             )
-        tables[precision] = _parity_table(table, f"{where} [parity.{precision}]")
+        if _flat(table):
+            tables[key] = _parity_table(_flat(table), f"{where} [parity.{key}]")
+        for kind, sub in table.items():
+            if not isinstance(sub, dict):
+                continue
+            if kind not in KINDS:
+                raise EdgeposeError(
+                    f"{where}: [parity.{key}.{kind}] is not a model kind; use one of {', '.join(KINDS)}"
+                )
+            tables[f"{key}.{kind}"] = _parity_table(sub, f"{where} [parity.{key}.{kind}]")
     return tables
 
 
@@ -258,9 +290,17 @@ def resolve(
     dynamic_batch: bool | None = None,
     threads: int | None = None,
     delegate: str | None = None,
+    kind: str | None = None,
 ) -> Recipe:
-    """Apply overrides (CLI flags or a device profile; None = keep the recipe's value) and validate."""
+    """Apply overrides (CLI flags or a device profile; None = keep the recipe's value) and validate.
+
+    ``kind``: the model kind being exported, which picks the parity limits (:attr:`Recipe.parity`).
+    """
     changes: dict[str, Any] = {}
+    if kind is not None:
+        if kind not in KINDS:
+            raise EdgeposeError(f"unknown model kind {kind!r}; known: {', '.join(KINDS)}")
+        changes["kind"] = kind
     if precision is not None:
         changes["precision"] = precision
     if opset is not None:
