@@ -355,3 +355,11 @@ def test_units_at_every_magnitude() -> None:
         "T MACs",
     ]
     assert torchstat.scale(3 * 1024) == (3.0, "K (binary)") and torchstat.units(5 * 1024**4) == "T FLOPs"
+
+
+def test_an_unknown_convention_lists_the_known_ones() -> None:
+    with pytest.raises(EdgeposeError) as err:
+        get_convention("flops")
+    assert (
+        str(err.value) == "unknown MAC convention 'flops'; known: ptflops-0.6, torchstat, torchstat-seg-fit"
+    )

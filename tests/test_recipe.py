@@ -333,3 +333,25 @@ def test_format_options_types_next_steps_and_override_messages():
         str(err.value)
         == "target 'onnx': precision 'fp16' is not allowed for target 'onnx'; choose one of: fp32"
     )
+
+
+def test_lists_in_messages_are_comma_separated():
+    with pytest.raises(EdgeposeError) as err:
+        resolve(load_recipe("rpi4"), precision="fp8")
+    assert (
+        str(err.value)
+        == "target 'rpi4': precision 'fp8' is not allowed for target 'rpi4'; choose one of: fp32, int8, fp16"
+    )
+    assert recipe_error({"format": "tflite", "precisions": ["fp8"]}) == (
+        "recipe <dict>: precisions must be drawn from fp32, fp16, int8 (format tflite), got ['fp8']"
+    )
+    with pytest.raises(EdgeposeError) as err:
+        resolve(load_recipe("rpi4"), delegate="gpu")
+    assert str(err.value) == "delegate 'gpu' is not allowed for target 'rpi4'; choose: xnnpack"
+    two = parse_recipe({"format": "tflite", "runtime": {"delegate": "gpu", "delegates": ["gpu", "nnapi"]}})
+    with pytest.raises(EdgeposeError) as err:
+        resolve(two, delegate="hexagon")
+    assert str(err.value) == "delegate 'hexagon' is not allowed for target 'custom'; choose: gpu, nnapi"
+    assert recipe_error({"format": "onnx", "opset": 13, "calib_max_images": 2.5}) == (
+        "recipe <dict>: calib_max_images must be a positive integer, got 2.5"
+    )
