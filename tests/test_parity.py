@@ -247,7 +247,12 @@ def fake_job(precision: str, parity_limits: dict, reference: dict, weights=None)
         assert job.photo is None or x is job.photo
         return parity.gate(ref, candidate, parity_limits, job.heatmap_channels, floor=floor)
 
-    job.run_torch, job.check = run_torch, check
+    def figures(ref, candidate):
+        return {
+            k: parity.output_figures(ref[k], candidate[k], job.heatmap_channels[k]) for k in job.output_names
+        }
+
+    job.run_torch, job.check, job.figures = run_torch, check, figures
     return job
 
 
@@ -301,7 +306,7 @@ def test_fp16_verdict_lowers_the_bar_to_the_fp16_floor_minus_its_margin():
                 EdgeposeError, match=r"parity check failed for m fp16 \(f.tflite vs PyTorch\): h: SQNR"
             ):
                 precision_gates.verdict(job, cand, x, Scale(w), None, "f.tflite", "litert")
-    assert precision_gates.FP16_MARGIN == {"sqnr_db": 6.0, "peak_agreement": 0.15}
+    assert precision_gates.FP16_MARGIN == {"sqnr_db": 6.0, "peak_agreement": 0.15, "pixel_agreement": 0.05}
 
 
 def test_fp32_verdict_has_no_floor():
@@ -379,7 +384,7 @@ def test_int8_below_the_bar_passes_only_within_the_margin_of_onnxruntimes_int8(o
         "parity check failed for m int8 (model.tflite vs PyTorch): h: SQNR 16.9 dB < 17.0 dB"
         " (onnxruntime's int8 of the same network: 20.0 dB)"
     )
-    assert precision_gates.INT8_MARGIN == {"sqnr_db": 3.0, "peak_agreement": 0.15}
+    assert precision_gates.INT8_MARGIN == {"sqnr_db": 3.0, "peak_agreement": 0.15, "pixel_agreement": 0.05}
 
 
 def test_int8_below_a_bar_that_onnxruntime_meets_fails_against_the_bar(ort_int8):
