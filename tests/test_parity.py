@@ -247,7 +247,7 @@ def fake_job(precision: str, parity_limits: dict, reference: dict, weights=None)
         assert job.photo is None or x is job.photo
         return parity.gate(ref, candidate, parity_limits, job.heatmap_channels, floor=floor)
 
-    def figures(ref, candidate):  # ExportJob.figures: per-output figures, heatmap channels as set on the job
+    def figures(ref, candidate):
         return {
             k: parity.output_figures(ref[k], candidate[k], job.heatmap_channels[k]) for k in job.output_names
         }
