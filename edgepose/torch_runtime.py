@@ -16,7 +16,7 @@ import torch
 
 from edgepose.device.runtime.base import Runtime
 from edgepose.errors import EdgeposeError
-from edgepose.models import build_model, load_weights
+from edgepose.models import build_seeded, load_weights
 from edgepose.models.weights import read_checkpoint
 
 
@@ -32,9 +32,9 @@ class TorchRuntime(Runtime):
         info = manifest["model"]
         recorded = info.get("weights")
         random = bool(recorded) and recorded.get("kind") == "random"
-        with torch.random.fork_rng():  # random weights: the exporter's seed gives the exporter's model
-            torch.manual_seed(int(recorded.get("seed", 0)) if random else 0)
-            self.model = build_model(info["name"], dataset=info.get("dataset"))
+        # random weights: the exporter's seed gives the exporter's model
+        seed = int(recorded.get("seed", 0)) if random else 0
+        self.model = build_seeded(info["name"], seed, dataset=info.get("dataset"))
         if random and weights is not None:
             raise EdgeposeError("this artifact has seeded random weights: leave --weights out")
         if weights is None and recorded and recorded.get("kind") == "catalog" and recorded.get("name"):

@@ -22,16 +22,13 @@ def model_manifest(
 ) -> tuple[dict[str, Any], Path | None]:
     """The manifest of ``model_name`` with these weights (None: the exporter's seeded random weights),
     and the checkpoint file to load (None for random weights)."""
-    import torch
 
     from edgepose.export.pipeline import RANDOM_SEED, ExportJob, io_sections, model_section, resolve_source
-    from edgepose.models import build_model, get_spec
+    from edgepose.models import build_seeded, get_spec
 
     spec = get_spec(model_name)
     used, dataset, (height, width) = resolve_source(spec, weights, dataset, input_size)
-    with torch.random.fork_rng():
-        torch.manual_seed(RANDOM_SEED)
-        model = build_model(model_name, dataset=dataset)
+    model = build_seeded(model_name, RANDOM_SEED, dataset=dataset)
     job = ExportJob(
         model_name=model_name,
         model=model,

@@ -39,7 +39,7 @@ from edgepose.errors import EdgeposeError
 from edgepose.export import parity
 from edgepose.export.recipe import Recipe, load_recipe, resolve
 from edgepose.hub import ResolvedWeights, resolve_weights
-from edgepose.models import build_model, check_input_size, get_spec, load_weights, parse_size
+from edgepose.models import build_seeded, check_input_size, get_spec, load_weights, parse_size
 from edgepose.models.registry import ModelSpec, OutputSpec, head_size
 
 DEVICE_PACKAGE = Path(edgepose.__file__).resolve().parent / "device"
@@ -212,9 +212,7 @@ def export_model(
     if out and os.path.lexists(out):
         replaceable(Path(out))  # refuse before the slow part; staged_dir checks again under its lock
 
-    with torch.random.fork_rng():
-        torch.manual_seed(RANDOM_SEED)
-        model = build_model(model_name, dataset=dataset)
+    model = build_seeded(model_name, RANDOM_SEED, dataset=dataset)
     if used is not None:
         load_weights(model, used.path)
     model.eval()

@@ -222,6 +222,14 @@ def build_model(name: str, **options) -> nn.Module:
     return model.eval()
 
 
+def build_seeded(name: str, seed: int, **options) -> nn.Module:
+    """:func:`build_model` with its random weights drawn under ``seed``, leaving the global RNG as it was
+    (an export's random weights, and the same network rebuilt later from its manifest)."""
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        return build_model(name, **options)
+
+
 def check_input_size(spec: ModelSpec, height: int, width: int) -> None:
     """Raise a clear error unless (height, width) is valid for ``spec``, naming the nearest valid sizes."""
     m = spec.size_multiple
