@@ -216,12 +216,6 @@ class SplitReport:
         }
 
 
-def _set(model: nn.Module, path: str, new: nn.Module) -> None:
-    parent_path, _, name = path.rpartition(".")
-    parent = model.get_submodule(parent_path) if parent_path else model
-    parent._modules[name] = new
-
-
 @torch.no_grad()
 def split_depthwise(
     model: nn.Module, layout: str = DEFAULT_LAYOUT, max_taps: int = MAX_TAPS, inplace: bool = False
@@ -250,7 +244,7 @@ def split_depthwise(
         if tiles is None:
             report.skipped[name] = reason
             continue
-        _set(model, name, DepthwiseSum(conv, tiles).train(conv.training))
+        model.set_submodule(name, DepthwiseSum(conv, tiles).train(conv.training))
         report.rewritten.append(name)
         kh, kw = conv.kernel_size
         report.splits[f"{kh}x{kw}"] = " + ".join(t.label() for t in tiles)

@@ -105,12 +105,6 @@ def _scale_conv(conv: nn.Module, scale: torch.Tensor, shift: torch.Tensor | None
     conv.bias = nn.Parameter(bias)
 
 
-def _replace(model: nn.Module, path: str, new: nn.Module) -> None:
-    parent_path, _, name = path.rpartition(".")
-    parent = model.get_submodule(parent_path) if parent_path else model
-    parent._modules[name] = new
-
-
 @torch.no_grad()
 def fold_batchnorm(
     model: nn.Module, example: torch.Tensor, inplace: bool = False
@@ -176,5 +170,5 @@ def fold_batchnorm(
         else:
             report.kept.append(name)
             continue
-        _replace(model, name, nn.Identity())
+        model.set_submodule(name, nn.Identity())
     return model, report
