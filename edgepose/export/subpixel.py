@@ -103,9 +103,7 @@ def rewrite_deconvs(model: nn.Module, inplace: bool = False) -> tuple[nn.Module,
         if reason is not None:
             skipped[name] = reason
             continue
-        parent_path, _, leaf = name.rpartition(".")
-        parent = model.get_submodule(parent_path) if parent_path else model
-        parent._modules[leaf] = SubPixelConv(module).train(module.training)
+        model.set_submodule(name, SubPixelConv(module).train(module.training))
         rewritten.append(name)
     return model, {"layers": len(rewritten), "skipped": skipped}
 
