@@ -109,6 +109,7 @@ def test_agree_bottom_up_fp32_onnx_finds_the_same_people(bottom_up, weights, cap
     assert (
         result["weights"].startswith("litepose-xs-peaked.pth") and result["protocol"]["det_threshold"] == 0.1
     )
+    assert result["protocol"]["peaks_per_joint"] is None  # real weights: the crowd grouping's own cap
     assert "all (4 images)" in captured.out and "CrowdPose's sigmas" in captured.out
 
 
@@ -171,6 +172,9 @@ def test_random_bottom_up_weights_are_compared_at_a_zero_threshold(root, photos)
     frames = list(read_images(image_paths(photos)))
     result = measure(folder, frames, photos_label="photos", threads=1)
     assert result["protocol"]["det_threshold"] == 0.0 and result["weights"] == "random (seed 0)"
+    # At threshold 0 every local maximum is a peak: the random protocol keeps the 30 strongest per joint.
+    assert result["protocol"]["peaks_per_joint"] == 30
+    assert PosePipeline(str(folder), peaks_per_joint=7).decoder.max_people == 7  # it reaches the decoder
     assert result["overall"]["people"] >= 10 and result["overall"]["ap"] >= 0.99
     assert any("random weights" in n for n in result["notes"])
     strict = measure(folder, frames, photos_label="photos", threads=1, protocol=Protocol(det_threshold=0.1))

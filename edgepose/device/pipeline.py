@@ -41,6 +41,7 @@ class PosePipeline(object):
         min_score=0.0,
         grouping=GROUPING,
         min_joints=None,
+        peaks_per_joint=None,
         runtime=None,
         manifest=None,
     ):
@@ -77,6 +78,7 @@ class PosePipeline(object):
                 refine=refine,
                 grouping=grouping,
                 min_joints=min_joints,
+                max_people=peaks_per_joint,  # the decoder's cap on peaks per joint (None: its default)
             )
         elif self.kind == "top-down":
             heat = output_by_role(self.manifest, "heatmaps")
