@@ -23,10 +23,10 @@ demo: venv
 	$(BIN)/edgepose report --paper litepose --records artifacts/demo/host.jsonl --plot artifacts/demo/litepose.png
 
 test: venv
-	$(BIN)/python -m pytest -n 2 -q
+	$(BIN)/python -m pytest -n 2 --dist worksteal -q
 
 test-fast: venv
-	$(BIN)/python -m pytest -n 2 -q -m "not slow"
+	$(BIN)/python -m pytest -n 2 --dist worksteal -q -m "not slow"
 
 # An emulated Raspberry Pi 4 (arm64 Debian under qemu, sshd on 127.0.0.1:2222): docs/emulated.md.
 emulated-rpi4:

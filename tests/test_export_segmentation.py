@@ -401,12 +401,16 @@ def bench_cache(tmp_path_factory) -> Path:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("device", ["host", "rpi4", "snapdragon855", "jetson-nano"])
-def test_every_profile_times_the_model_and_its_pipeline_with_agree(device, bench_cache, tmp_path):
+def test_every_profile_times_the_model_and_its_pipeline_with_agree(
+    device, bench_cache, tmp_path, request, reuse_conversion
+):
     from edgepose.bench.profiles import load_profile
     from edgepose.bench.records import read_records
 
     if device != "host":  # the shipped profiles list both segmentation models
         assert {"litehrnet-18-seg", "litehrnet-30-seg"} <= set(load_profile(device).models)
+    if load_profile(device).recipe.format == "tflite":  # the same seeded model at the same size
+        reuse_conversion(request.getfixturevalue("seg_rpi4"))
     out = tmp_path / "r.jsonl"
     argv = ["bench", "--device", device, "--models", MODEL, "--input", "128x256", "--quick", "--agree"]
     assert main([*argv, "--out", str(out), "--cache", str(bench_cache), "--format", "none"]) == 0
