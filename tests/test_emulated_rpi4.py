@@ -3,8 +3,8 @@
 ``make emulated-rpi4`` builds it once (cached) and starts its sshd on 127.0.0.1:2222; the fixture below
 brings it up the same way, or skips with the script's one-line reason when it cannot work here (not
 root, no binfmt_misc, no network to build it). Exported folders are pushed with scp and run with ssh as
-the ``pi`` user, like a Pi user would: ``run.py`` on a photo (and, for the int8 TFLite folder, a short
-video), and the model file's raw outputs on one fixed input, compared with this x86 machine's outputs of the same file and with the
+the ``pi`` user, like a Pi user would: ``run.py`` on a photo and a short video, and the model file's
+raw outputs on one fixed input, compared with this x86 machine's outputs of the same file and with the
 PyTorch reference, within the gates its manifest records (XNNPACK's and onnxruntime's ARM kernels are
 other code than their x86 kernels: the x86 parity figures alone do not vouch for the Pi).
 
@@ -31,7 +31,6 @@ RAW_OUTPUTS = REPO / "devices" / "emulated" / "raw_outputs.py"
 VIDEO_FRAMES = 2  # every frame costs seconds under emulation
 # Half the default inputs: qemu runs a frame 4x faster, and the ARM kernels and run.py are the same code.
 EXPORT_INPUT = {"litepose-xs": (128, 128), "litehrnet-18": (128, 96)}
-VIDEO_KIND = "tflite-int8"  # the Pi's own format; the video path of run.py is the same for every folder
 
 INTEL_CPUINFO = "processor\t: 0\nvendor_id\t: GenuineIntel\nmodel name\t: Intel(R) Xeon(R) CPU @ 2.20GHz\n"
 PI_CPUINFO = "processor\t: 0\nBogoMIPS\t: 108.00\nCPU implementer\t: 0x41\nCPU part\t: 0xd08\n"
@@ -178,24 +177,20 @@ def test_it_is_an_arm64_userland_under_qemu_and_records_say_so(emulated_pi, tmp_
 def export_all(model: str, out: Path, calib: Path) -> dict[str, Path]:
     """The rpi4 TFLite exports (fp32, fp16, int8) and the ONNX export of ``model``.
 
-    fp16 and int8 start from the fp32 file litert-torch made for this same seeded model (as in
-    test_export_tflite.py), so only one PyTorch -> TFLite conversion runs; quantisation, the parity
-    gate and the folder are real.
+    fp16 and int8 start from the fp32 file litert-torch made for this same seeded model (the suite runs
+    each distinct conversion once: tests/conftest.py); quantisation, the parity gate and the folder are real.
     """
     from functools import partial
 
-    from edgepose.export import tflite as tfl
     from edgepose.export.pipeline import export_model
 
     export = partial(export_model, model, input_size=EXPORT_INPUT[model])
-    folders = {"tflite-fp32": export("rpi4", out=out / "tflite-fp32")}
-    fp32 = (folders["tflite-fp32"] / tfl.MODEL_FILE).read_bytes()
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(tfl, "convert_fp32", lambda *args: fp32)
-        folders["tflite-fp16"] = export("rpi4", precision="fp16", out=out / "tflite-fp16")
-        folders["tflite-int8"] = export("rpi4", precision="int8", calib=calib, out=out / "tflite-int8")
-    folders["onnx-fp32"] = export("onnx", out=out / "onnx-fp32")
-    return folders
+    return {
+        "tflite-fp32": export("rpi4", out=out / "tflite-fp32"),
+        "tflite-fp16": export("rpi4", precision="fp16", out=out / "tflite-fp16"),
+        "tflite-int8": export("rpi4", precision="int8", calib=calib, out=out / "tflite-int8"),
+        "onnx-fp32": export("onnx", out=out / "onnx-fp32"),
+    }
 
 
 @pytest.fixture(scope="module")
@@ -277,40 +272,33 @@ def record_figures(model: str, variant: str, against: str, figures: dict) -> Non
 
 
 def check_run_outputs(local: Path, kind: str) -> list[str]:
-    """What run.py wrote on the Pi for one folder: JSON lines per frame, the overlay photo (and video)."""
+    """What run.py wrote on the Pi for one folder: JSON lines per frame, the overlay photo and video."""
     problems = []
-    lines = (local / "photo.jsonl").read_text().splitlines()
-    if len(lines) != 1:
-        problems.append(f"{kind}: {len(lines)} photo JSON lines")
-    if kind == VIDEO_KIND:
-        clip_lines = (local / "clip.jsonl").read_text().splitlines()
-        if len(clip_lines) != VIDEO_FRAMES:
-            problems.append(f"{kind}: {len(clip_lines)} video JSON lines, expected {VIDEO_FRAMES}")
-        lines += clip_lines
-    for line in lines:
+    photo_lines = (local / "photo.jsonl").read_text().splitlines()
+    clip_lines = (local / "clip.jsonl").read_text().splitlines()
+    if len(photo_lines) != 1 or len(clip_lines) != VIDEO_FRAMES:
+        problems.append(f"{kind}: {len(photo_lines)} photo / {len(clip_lines)} video JSON lines")
+    for line in photo_lines + clip_lines:
         record = json.loads(line)
         if not {"frame", "people", "timings_ms"} <= set(record) or not isinstance(record["people"], list):
             problems.append(f"{kind}: bad JSON line {line[:80]}")
     overlay = cv2.imread(str(local / "photo_pose.jpg"))
     if overlay is None or overlay.shape != (512, 512, 3):
         problems.append(f"{kind}: overlay photo missing or resized")
-    if kind == VIDEO_KIND:
-        video = cv2.VideoCapture(str(local / "clip_pose.mp4"))
-        frames = 0
-        while video.read()[0]:
-            frames += 1
-        if frames != VIDEO_FRAMES:
-            problems.append(f"{kind}: overlay video has {frames} frames, expected {VIDEO_FRAMES}")
+    video = cv2.VideoCapture(str(local / "clip_pose.mp4"))
+    frames = 0
+    while video.read()[0]:
+        frames += 1
+    if frames != VIDEO_FRAMES:
+        problems.append(f"{kind}: overlay video has {frames} frames, expected {VIDEO_FRAMES}")
     return problems
 
 
 DEVICE_JOB = (
     "cd {dir} && python3 raw_outputs.py {kind} input.npy {kind}.raw"
     " && python3 {kind}/run.py --source photo.jpg --out {kind}.out/photo_pose.jpg --json {kind}.out/photo.jsonl"
-    "{video} && python3 -c 'import platform; print(platform.machine())'"
-)
-VIDEO_JOB = (
     " && python3 {kind}/run.py --source clip.mp4 --out {kind}.out/clip_pose.mp4 --json {kind}.out/clip.jsonl"
+    " && python3 -c 'import platform; print(platform.machine())'"
 )
 
 
@@ -338,8 +326,7 @@ def test_exports_run_on_aarch64_and_match_x86_within_their_gates(model, emulated
 
     problems = []
     for kind, folder in folders.items():
-        video = VIDEO_JOB.format(kind=kind) if kind == VIDEO_KIND else ""
-        proc = emulated_pi.ssh(DEVICE_JOB.format(dir=shlex.quote(remote), kind=kind, video=video))
+        proc = emulated_pi.ssh(DEVICE_JOB.format(dir=shlex.quote(remote), kind=kind))
         if proc.returncode != 0 or proc.stdout.split()[-1:] != ["aarch64"]:
             problems.append(f"{kind}: on the Pi: {proc.stderr.strip()[-500:]}")
             continue
@@ -360,16 +347,15 @@ def test_exports_run_on_aarch64_and_match_x86_within_their_gates(model, emulated
 # ----------------------------------------------------- edgepose bench --device rpi4 over ssh, emulated
 
 # Under qemu a LitePose-XS frame at 256x256 takes 10-40 s (4 emulated threads on this host's cores):
-# the bench runs a small input on one thread so that it checks the path, not qemu's speed.
-BENCH_INPUT = "64x64"
+# the bench runs small inputs on one thread so that it checks the path, not qemu's speed. The sizes are
+# those of test_bench_run.py (LitePose) and of the export test above (Lite-HRNet): the same conversions.
+BENCH_INPUT = {"litepose-xs": (64, 64), "litehrnet-18": EXPORT_INPUT["litehrnet-18"]}
 
 
 @pytest.mark.emulated
 @pytest.mark.slow
 @pytest.mark.parametrize(
-    # Both runtimes of the rpi4 profile; a top-down model runs on the emulated Pi in the test above.
-    "model, runtime",
-    [("litepose-xs", None), ("litepose-xs", "onnxruntime")],
+    "model, runtime", [("litepose-xs", None), ("litepose-xs", "onnxruntime"), ("litehrnet-18", None)]
 )
 def test_bench_over_ssh_on_the_emulated_pi_records_aarch64_and_never_the_pis_latency(
     model, runtime, emulated_pi, tmp_path
@@ -381,7 +367,7 @@ def test_bench_over_ssh_on_the_emulated_pi_records_aarch64_and_never_the_pis_lat
 
     records = tmp_path / "emulated.jsonl"
     args = ["bench", "--device", "rpi4", "--ssh-config", emulated_pi.config, "--host", "emulated-rpi4",
-            "--models", model, "--input", BENCH_INPUT, "--threads", "1", "--runs", "2", "--warmup", "1",
+            "--models", model, "--input", "{}x{}".format(*BENCH_INPUT[model]), "--threads", "1", "--runs", "2", "--warmup", "1",
             "--cache", str(tmp_path / "cache"), "--out", str(records)]  # fmt: skip
     if runtime:
         args += ["--runtime", runtime]
@@ -393,7 +379,7 @@ def test_bench_over_ssh_on_the_emulated_pi_records_aarch64_and_never_the_pis_lat
         assert r["host"]["machine"] == "aarch64" and r["host"]["emulated"] == "qemu-aarch64"
         assert r["on_device"] is False  # the Pi's software, not its speed
         assert r["runtime"].startswith(runtime or "tflite") and r["threads"] == 1
-        assert r["input_size"] == [64, 64] and r["stats"]["median_ms"] > 0
+        assert r["input_size"] == list(BENCH_INPUT[model]) and r["stats"]["median_ms"] > 0
     if model == "litepose-xs" and runtime is None:  # the report keeps it out of the paper's Pi column
         paper = load_paper("litepose")
         table = build_table(paper, paper.table("crowdpose")[0], recs, count_macs=False)
