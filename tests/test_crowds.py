@@ -265,3 +265,43 @@ def test_crowd_assignment_keeps_the_order_where_plain_distances_tie():
         dist = np.abs(peaks[:, None] - people[None, :])
         group = crowd_assign(dist, rng.uniform(0.1, 1, 2), 1.0)
         assert people[group].tolist() == [a if x == p else b for x in peaks], (p, q, a, b)
+
+
+def test_assignment_refuses_bad_matrices_in_one_message_each():
+    from edgepose.device.assignment import min_cost_assignment
+
+    with pytest.raises(ValueError) as err:
+        min_cost_assignment(np.zeros((3, 2)))
+    assert str(err.value) == "min_cost_assignment needs rows <= columns, got 3x2"
+    with pytest.raises(ValueError) as err:
+        min_cost_assignment(np.array([[0.0, np.inf]]))
+    assert str(err.value) == "min_cost_assignment needs a finite cost matrix"
+    assert min_cost_assignment(np.zeros((0, 4))).tolist() == []  # nothing to assign is no error
+
+
+def test_assignment_of_integer_costs_and_ties_picks_free_columns_first():
+    from edgepose.device.assignment import min_cost_assignment
+
+    # Integer input is computed in float64: the optimum of [[1, 2], [1, 3]] is rows -> (1, 0), cost 3.
+    assert min_cost_assignment(np.array([[1, 2], [1, 3]])).tolist() == [1, 0]
+    # Every row wants column 0 equally; the search ends at a free column as soon as one ties.
+    picked = min_cost_assignment(np.zeros((3, 3)))
+    assert sorted(picked.tolist()) == [0, 1, 2]
+
+
+def test_crowd_cost_scales_the_distance_by_the_threshold():
+    from edgepose.device.grouping import crowd_assign
+
+    # Threshold 2, one person, two candidates competing for it. Costs (d / 2)^2 - score:
+    # a (d 1.0, score 0.5) -0.25, b (d 0.2, score 0.1) -0.09: a joins, b starts a person.
+    # Scaled the wrong way, (d * 2)^2 - score, a would cost 3.5 (worse than a new person, 1) and b join.
+    group = crowd_assign(np.array([[1.0], [0.2]]), np.array([0.5, 0.1]), tag_threshold=2.0)
+    assert group.tolist() == [0, -1]
+
+
+def test_a_peak_exactly_at_the_detection_threshold_is_not_a_peak():
+    det, tags = _tags([(0, 5, 5, 0.0, 0.25)], 1, (12, 12))  # 0.25: exact in float32 and float64
+    decoder = BottomUpDecoder(1, det_threshold=0.25, min_joints=1, adjust=False)
+    assert len(decoder.group(det, tags)[0]) == 0
+    det[0, 5, 5] = np.nextafter(np.float32(0.25), np.float32(1))  # the next float32 above it is one
+    assert len(decoder.group(det, tags)[0]) == 1
