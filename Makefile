@@ -23,7 +23,7 @@ demo: venv
 	$(BIN)/edgepose report --paper litepose --records artifacts/demo/host.jsonl --plot artifacts/demo/litepose.png
 
 test: venv
-	$(BIN)/python -m pytest -n 2 --dist worksteal -q
+	$(BIN)/python -m pytest -n 2 --dist worksteal -q --durations=15
 
 test-fast: venv
 	$(BIN)/python -m pytest -n 2 --dist worksteal -q -m "not slow"
