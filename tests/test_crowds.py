@@ -305,3 +305,25 @@ def test_a_peak_exactly_at_the_detection_threshold_is_not_a_peak():
     assert len(decoder.group(det, tags)[0]) == 0
     det[0, 5, 5] = np.nextafter(np.float32(0.25), np.float32(1))  # the next float32 above it is one
     assert len(decoder.group(det, tags)[0]) == 1
+
+
+def test_people_seen_only_by_joints_visited_out_of_index_order_are_found():
+    # Only joints 7 and 11 have peaks; the official order visits 11 before 7, so the first person
+    # starts at joint 11 while joint 7's peaks come first in the sorted peak list.
+    det, tags = _tags([(7, 6, 6, 0.0, 0.9), (11, 6, 16, 0.1, 0.8)], 17, (24, 14))
+    poses, _ = BottomUpDecoder(17, min_joints=1, adjust=False).group(det, tags)
+    assert len(poses) == 1 and poses[0, 7, :2].tolist() == [6, 6] and poses[0, 11, :2].tolist() == [6, 16]
+
+
+def test_the_peak_cap_warning_points_at_the_caller():
+    det, tags = _tags([(0, 5 + 10 * i, 5, 3.0 * i, 0.5) for i in range(3)], 1, (10, 35))
+    with pytest.warns(RuntimeWarning, match="more than 2 peaks") as caught:
+        BottomUpDecoder(1, max_people=2, min_joints=1).group(det, tags)
+    assert caught[0].filename == __file__  # not decode_bottomup.py: the line to change is the caller's
+
+
+def test_the_flip_test_without_flip_index_is_one_message():
+    maps = np.zeros((4, 8, 8), np.float32)
+    with pytest.raises(ValueError) as err:
+        BottomUpDecoder(2).aggregate(maps, None, flipped=(maps, None))
+    assert str(err.value) == "the flip test needs flip_index"
