@@ -315,13 +315,6 @@ def test_people_seen_only_by_joints_visited_out_of_index_order_are_found():
     assert len(poses) == 1 and poses[0, 7, :2].tolist() == [6, 6] and poses[0, 11, :2].tolist() == [6, 16]
 
 
-def test_the_peak_cap_warning_points_at_the_caller():
-    det, tags = _tags([(0, 5 + 10 * i, 5, 3.0 * i, 0.5) for i in range(3)], 1, (10, 35))
-    with pytest.warns(RuntimeWarning, match="more than 2 peaks") as caught:
-        BottomUpDecoder(1, max_people=2, min_joints=1).group(det, tags)
-    assert caught[0].filename == __file__  # not decode_bottomup.py: the line to change is the caller's
-
-
 def test_the_flip_test_without_flip_index_is_one_message():
     maps = np.zeros((4, 8, 8), np.float32)
     with pytest.raises(ValueError) as err:
