@@ -320,3 +320,31 @@ def test_the_flip_test_without_flip_index_is_one_message():
     with pytest.raises(ValueError) as err:
         BottomUpDecoder(2).aggregate(maps, None, flipped=(maps, None))
     assert str(err.value) == "the flip test needs flip_index"
+
+
+def test_decoder_messages_in_full():
+    with pytest.raises(ValueError) as err:
+        BottomUpDecoder(1, grouping="greedy")
+    assert str(err.value) == "grouping must be one of crowd, official, got 'greedy'"
+    det, tags = _tags([(0, 5 + 10 * i, 5, 3.0 * i, 0.5) for i in range(3)], 1, (10, 35))
+    with pytest.warns(RuntimeWarning) as caught:
+        BottomUpDecoder(1, max_people=2, min_joints=1).group(det, tags)
+    assert (
+        str(caught[0].message)
+        == "more than 2 peaks of one joint above 0.1: kept the 2 strongest (max_people)"
+    )
+    maps = np.zeros((2, 8, 8), np.float32)
+    maps[0, 4, 4] = 0.9
+    decoder = BottomUpDecoder(1, refine=True, min_joints=1)
+    det, lazy = decoder.aggregate(maps, None, lazy_tags=True)
+    with pytest.raises(ValueError) as err:
+        decoder.group(det, lazy)
+    assert str(err.value) == "refine needs full tag maps (aggregate with lazy_tags=False)"
+
+
+def test_min_joints_two_drops_one_joint_people():
+    # A: joints 0 and 1 (tags 0, 0.1); B: joint 0 only (tag 3).
+    det, tags = _tags([(0, 5, 5, 0.0, 0.9), (1, 5, 15, 0.1, 0.9), (0, 25, 5, 3.0, 0.9)], 2, (24, 34))
+    kept = BottomUpDecoder(2, min_joints=2, adjust=False).group(det, tags)[0]
+    assert len(kept) == 1 and kept[0, :, :2].tolist() == [[5, 5], [5, 15]]
+    assert len(BottomUpDecoder(2, min_joints=1, adjust=False).group(det, tags)[0]) == 2
