@@ -266,18 +266,6 @@ def seg_rpi4(tmp_path_factory) -> Path:
     return export_model(MODEL, "rpi4", input_size=SIZE, out=tmp_path_factory.mktemp("seg") / "rpi4")
 
 
-@pytest.fixture()
-def reuse_conversion(monkeypatch):
-    """Patch convert_fp32 to return the fp32 .tflite already made from the same (seeded) model."""
-    from edgepose.export import tflite
-
-    def use(folder: Path) -> None:
-        fp32 = (folder / tflite.MODEL_FILE).read_bytes()
-        monkeypatch.setattr(tflite, "convert_fp32", lambda model, names, size: fp32)
-
-    return use
-
-
 @pytest.fixture(scope="module")
 def calib_dir(tmp_path_factory) -> Path:
     from edgepose.export.calibration import write_sample_images
@@ -301,8 +289,7 @@ def test_rpi4_fp32_is_nhwc_gated_and_runs_without_torch(seg_rpi4, photo, tmp_pat
 
 @pytest.mark.slow
 @pytest.mark.parametrize("target", ["rpi4", "snapdragon855"])
-def test_fp16_keeps_the_pixels_classes(seg_rpi4, reuse_conversion, target, tmp_path):
-    reuse_conversion(seg_rpi4)
+def test_fp16_keeps_the_pixels_classes(seg_rpi4, target, tmp_path):
     m = manifest(export_model(MODEL, target, input_size=SIZE, precision="fp16", out=tmp_path / "f16"))
     p = m["parity"]
     assert p["passed"] and p["thresholds"] == {"min_sqnr_db": 40.0, "min_pixel_agreement": 0.98}
@@ -314,12 +301,9 @@ def test_fp16_keeps_the_pixels_classes(seg_rpi4, reuse_conversion, target, tmp_p
 
 @pytest.mark.slow
 @pytest.mark.parametrize("target", ["rpi4", "snapdragon855"])
-def test_int8_is_judged_against_onnxruntime_int8(
-    seg_rpi4, reuse_conversion, calib_dir, target, tmp_path, capsys
-):
+def test_int8_is_judged_against_onnxruntime_int8(seg_rpi4, calib_dir, target, tmp_path, capsys):
     # Random-weight Lite-HRNet loses its signal in any int8 implementation (docs/segmentation.md):
     # the file passes only as "no worse than onnxruntime's int8 of the same network", and says so.
-    reuse_conversion(seg_rpi4)
     folder = tmp_path / "i8"
     argv = ["export", MODEL, "--target", target, "--precision", "int8", "--input", "128x256"]
     assert main([*argv, "--calib", str(calib_dir), "--out", str(folder)]) == 0
@@ -401,16 +385,14 @@ def bench_cache(tmp_path_factory) -> Path:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("device", ["host", "rpi4", "snapdragon855", "jetson-nano"])
-def test_every_profile_times_the_model_and_its_pipeline_with_agree(
-    device, bench_cache, tmp_path, request, reuse_conversion
-):
+def test_every_profile_times_the_model_and_its_pipeline_with_agree(device, bench_cache, tmp_path, request):
     from edgepose.bench.profiles import load_profile
     from edgepose.bench.records import read_records
 
     if device != "host":  # the shipped profiles list both segmentation models
         assert {"litehrnet-18-seg", "litehrnet-30-seg"} <= set(load_profile(device).models)
-    if load_profile(device).recipe.format == "tflite":  # the same seeded model at the same size
-        reuse_conversion(request.getfixturevalue("seg_rpi4"))
+    if load_profile(device).recipe.format == "tflite":  # its fp32 conversion: seg_rpi4's (tests/conftest.py)
+        request.getfixturevalue("seg_rpi4")
     out = tmp_path / "r.jsonl"
     argv = ["bench", "--device", device, "--models", MODEL, "--input", "128x256", "--quick", "--agree"]
     assert main([*argv, "--out", str(out), "--cache", str(bench_cache), "--format", "none"]) == 0

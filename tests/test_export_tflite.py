@@ -1,8 +1,9 @@
 """TFLite export (rpi4, snapdragon855): NHWC layout, fp32/fp16/int8 parity gates, calibration, manifest.
 
 Each network is converted by litert-torch once (module fixture, a real ``export_model``); the other
-precisions and targets reuse those fp32 bytes through a patched ``convert_fp32`` so that the rest of
-the pipeline (quantisation, parity gate, manifest, staging) runs for real without re-converting.
+precisions and targets of the same seeded model get those fp32 bytes from the suite's conversion cache
+(tests/conftest.py), so the rest of the pipeline (quantisation, parity gate, manifest, staging) runs for
+real without re-converting. Tests name the fixture to have that conversion made first.
 """
 
 import json
@@ -42,17 +43,6 @@ def calib_dir(tmp_path_factory) -> Path:
 def xs_fp32(tmp_path_factory) -> Path:
     """LitePose-XS at 256, rpi4 default (fp32): the one real litert-torch conversion of LitePose."""
     return export_model("litepose-xs", "rpi4", out=tmp_path_factory.mktemp("xs") / "fp32")
-
-
-@pytest.fixture()
-def reuse_conversion(monkeypatch):
-    """Patch convert_fp32 to return an fp32 .tflite already made from the same (seeded) model."""
-
-    def use(folder: Path) -> None:
-        fp32 = (folder / tfl.MODEL_FILE).read_bytes()
-        monkeypatch.setattr(tfl, "convert_fp32", lambda model, names, size: fp32)
-
-    return use
 
 
 def run_device(folder: Path) -> dict:
@@ -148,8 +138,7 @@ def test_fp32_runs_through_the_device_runtime(xs_fp32):
         np.testing.assert_allclose(got[name], ref, atol=1e-4)
 
 
-def test_int8_is_full_integer_with_recorded_parameters(xs_fp32, calib_dir, reuse_conversion, tmp_path):
-    reuse_conversion(xs_fp32)
+def test_int8_is_full_integer_with_recorded_parameters(xs_fp32, calib_dir, tmp_path):
     folder = export_model(
         "litepose-xs", "snapdragon855", precision="int8", calib=calib_dir, out=tmp_path / "i8"
     )
@@ -185,8 +174,7 @@ def test_int8_is_full_integer_with_recorded_parameters(xs_fp32, calib_dir, reuse
         assert m["parity"]["outputs"][name]["sqnr_db"] == pytest.approx(sqnr, abs=0.5)  # the manifest's own
 
 
-def test_fp16_halves_the_file_and_reports_sqnr(xs_fp32, reuse_conversion, tmp_path):
-    reuse_conversion(xs_fp32)
+def test_fp16_halves_the_file_and_reports_sqnr(xs_fp32, tmp_path):
     folder = export_model("litepose-xs", "snapdragon855", out=tmp_path / "f16")  # fp16 is the default
     m = manifest(folder)
     assert m["precision"] == "fp16" and m["input"]["dtype"] == "float32"
@@ -255,10 +243,9 @@ def clipping_int8(monkeypatch):
 
 
 def test_failed_parity_gate_names_the_figures_and_leaves_no_folder(
-    xs_fp32, calib_dir, reuse_conversion, clipping_int8, tmp_path
+    xs_fp32, calib_dir, clipping_int8, tmp_path
 ):
     # The fault must not hide behind the relative gate: onnxruntime's int8 of LitePose-XS meets the bar.
-    reuse_conversion(xs_fp32)
     with pytest.raises(
         EdgeposeError,
         match=r"parity check failed .* int8 .* SQNR -?[\d.]+ dB < 15\.0 dB.*onnxruntime's int8 of the same network: \d",
@@ -269,14 +256,13 @@ def test_failed_parity_gate_names_the_figures_and_leaves_no_folder(
 
 
 def test_without_a_second_opinion_the_recipe_bar_stands(
-    xs_fp32, calib_dir, reuse_conversion, clipping_int8, monkeypatch, tmp_path
+    xs_fp32, calib_dir, clipping_int8, monkeypatch, tmp_path
 ):
     from edgepose.export import int8_reference
 
     def unavailable(*args, **kwargs):
         raise RuntimeError("onnxruntime quantiser crashed")
 
-    reuse_conversion(xs_fp32)
     monkeypatch.setattr(int8_reference, "onnxruntime_int8", unavailable)
     with pytest.raises(EdgeposeError, match=r"< 15\.0 dB.*could not quantise the same network.*crashed"):
         export_model("litepose-xs", "rpi4", precision="int8", calib=calib_dir, out=tmp_path / "never")
@@ -314,8 +300,7 @@ def test_litehrnet_fp32_matches_pytorch(hrnet_fp32):
 
 
 @pytest.mark.slow
-def test_litehrnet_fp16_meets_the_recipe_bar(hrnet_fp32, reuse_conversion, tmp_path):
-    reuse_conversion(hrnet_fp32)
+def test_litehrnet_fp16_meets_the_recipe_bar(hrnet_fp32, tmp_path):
     m = manifest(export_model("litehrnet-18", "rpi4", precision="fp16", out=tmp_path / "f16"))
     assert m["precision"] == "fp16" and m["parity"]["passed"] and m["input"]["dtype"] == "float32"
     assert m["parity"]["thresholds"] == {"min_sqnr_db": 40.0, "min_peak_agreement": 0.9}
@@ -325,12 +310,9 @@ def test_litehrnet_fp16_meets_the_recipe_bar(hrnet_fp32, reuse_conversion, tmp_p
 
 
 @pytest.mark.slow
-def test_litehrnet_int8_is_judged_against_onnxruntime_int8(
-    hrnet_fp32, calib_dir, reuse_conversion, tmp_path, capsys
-):
+def test_litehrnet_int8_is_judged_against_onnxruntime_int8(hrnet_fp32, calib_dir, tmp_path, capsys):
     # Random-weight Lite-HRNet loses most of its signal in any int8 implementation (docs/tflite.md):
     # the file passes only as "no worse than onnxruntime's int8 of the same network", and says so.
-    reuse_conversion(hrnet_fp32)
     folder = tmp_path / "i8"
     argv = ["export", "litehrnet-18", "--target", "snapdragon855", "--precision", "int8"]
     assert main([*argv, "--calib", str(calib_dir), "--out", str(folder)]) == 0
