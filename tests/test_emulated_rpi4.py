@@ -233,10 +233,10 @@ def pytorch_outputs(model: str, x: np.ndarray) -> dict[str, np.ndarray]:
     """The export's own reference: the same seeded random-weight model in PyTorch fp32."""
     import torch
 
-    from edgepose.models import build_model
+    from edgepose.export.pipeline import RANDOM_SEED
+    from edgepose.models import build_seeded
 
-    torch.manual_seed(0)  # export_model builds the model under this seed
-    net = build_model(model).eval()
+    net = build_seeded(model, RANDOM_SEED)  # the export's own random-weight model
     with torch.no_grad():
         out = net(torch.from_numpy(x))
     out = out if isinstance(out, tuple) else (out,)

@@ -24,8 +24,8 @@ from edgepose.device.runtime import open_runtime
 from edgepose.device.segmentation_classes import CITYSCAPES_CLASSES, CITYSCAPES_PALETTE_RGB
 from edgepose.errors import EdgeposeError
 from edgepose.export import parity, precision_gates
-from edgepose.export.pipeline import export_model
-from edgepose.models import build_model
+from edgepose.export.pipeline import RANDOM_SEED, export_model
+from edgepose.models import build_seeded
 
 MODEL, SIZE = "litehrnet-18-seg", (128, 256)
 
@@ -35,8 +35,7 @@ def manifest(folder: Path) -> dict:
 
 
 def torch_logits(size=SIZE) -> np.ndarray:
-    torch.manual_seed(0)  # export_model builds the random-weight model under the same seed
-    model = build_model(MODEL).eval()
+    model = build_seeded(MODEL, RANDOM_SEED)  # the export's own random-weight model
     with torch.no_grad():
         return model(torch.from_numpy(parity.sample_input(size))).numpy()
 

@@ -25,9 +25,9 @@ from edgepose.device.runtime import open_runtime  # noqa: E402
 from edgepose.errors import EdgeposeError  # noqa: E402
 from edgepose.export import calibration, parity, precision_gates  # noqa: E402
 from edgepose.export import tflite as tfl  # noqa: E402
-from edgepose.export.pipeline import export_model  # noqa: E402
+from edgepose.export.pipeline import RANDOM_SEED, export_model  # noqa: E402
 from edgepose.export.recipe import load_recipe  # noqa: E402
-from edgepose.models import build_model  # noqa: E402
+from edgepose.models import build_seeded  # noqa: E402
 
 
 def manifest(folder: Path) -> dict:
@@ -53,8 +53,7 @@ def run_device(folder: Path) -> dict:
 
 
 def torch_outputs(name: str, size: tuple[int, int]) -> dict:
-    torch.manual_seed(0)  # export_model builds the random-weight model under the same seed
-    model = build_model(name)
+    model = build_seeded(name, RANDOM_SEED)  # the export's own random-weight model
     with torch.no_grad():
         out = model(torch.from_numpy(parity.sample_input(size)))
     out = out if isinstance(out, tuple) else (out,)
