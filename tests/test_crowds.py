@@ -220,6 +220,8 @@ def test_run_py_takes_the_grouping_options(tmp_path, capsys):
     capsys.readouterr()  # the runs above warned about the random weights, once each
     assert main(["--source", str(photo), "--min-joints", "0"], model_dir=str(folder)) == 2
     assert capsys.readouterr().err.strip() == "run.py: error: --min-joints must be at least 1, got 0"
+    assert main(["--source", str(photo), "--det-threshold", "-1"], model_dir=str(folder)) == 2
+    assert capsys.readouterr().err.strip() == "run.py: error: det_threshold must be at least 0, got -1.0"
 
 
 @pytest.mark.parametrize("seed", range(3))
@@ -282,11 +284,36 @@ def test_assignment_refuses_bad_matrices_in_one_message_each():
 def test_assignment_of_integer_costs_and_ties_picks_free_columns_first():
     from edgepose.device.assignment import min_cost_assignment
 
-    # Integer input is computed in float64: the optimum of [[1, 2], [1, 3]] is rows -> (1, 0), cost 3.
+    # Integer input: the optimum of [[1, 2], [1, 3]] is rows -> (1, 0), cost 3.
     assert min_cost_assignment(np.array([[1, 2], [1, 3]])).tolist() == [1, 0]
     # Every row wants column 0 equally; the search ends at a free column as soon as one ties.
     picked = min_cost_assignment(np.zeros((3, 3)))
     assert sorted(picked.tolist()) == [0, 1, 2]
+
+
+def test_assignment_of_float32_costs_is_computed_in_float64():
+    from edgepose.device.assignment import min_cost_assignment
+
+    # float32 holds every entry exactly but not the sums the search forms (2**24 + 1 rounds to 2**24):
+    # in float32 this search ends at rows -> (1, 0, 3, 2), which costs 2**24 + 5; the optimum costs 2**24 + 4.
+    big = float(2**24)
+    cost = np.array(
+        [[big, 2, 2 * big, big], [0, 2, big + 4, 1], [2, big, big, 1], [1, big, big + 2, big]], np.float32
+    )
+    picked = min_cost_assignment(cost)
+    assert cost.astype(np.float64)[np.arange(4), picked].sum() == big + 4
+
+
+def test_each_grouping_marks_a_candidate_that_joins_nobody_with_minus_one():
+    from edgepose.device.grouping import crowd_assign, official_assign
+
+    # Candidate 0 is near group 0, candidate 1 far from every group (official: it takes a padding column).
+    dist, scores = np.array([[0.2, 5.0], [5.0, 5.0]]), np.array([0.9, 0.9])
+    assert crowd_assign(dist, scores, 1.0).tolist() == [0, -1]  # nobody competes: the shortcut
+    assert official_assign(dist[:, :1], scores, 1.0).tolist() == [0, -1]
+    # Two candidates for group 0: the assignment (the stronger joins).
+    dist = np.array([[0.2, 5.0], [0.3, 5.0], [5.0, 5.0]])
+    assert crowd_assign(dist, np.array([0.5, 0.9, 0.9]), 1.0).tolist() == [-1, 0, -1]
 
 
 def test_crowd_cost_scales_the_distance_by_the_threshold():
@@ -326,6 +353,15 @@ def test_decoder_messages_in_full():
     with pytest.raises(ValueError) as err:
         BottomUpDecoder(1, grouping="greedy")
     assert str(err.value) == "grouping must be one of crowd, official, got 'greedy'"
+    for option, bad, message in [
+        ("det_threshold", -0.01, "det_threshold must be at least 0, got -0.01"),
+        ("tag_threshold", 0, "tag_threshold must be above 0, got 0"),
+        ("tag_threshold", float("nan"), "tag_threshold must be above 0, got nan"),
+    ]:
+        with pytest.raises(ValueError) as err:
+            BottomUpDecoder(1, **{option: bad})
+        assert str(err.value) == message
+    BottomUpDecoder(1, det_threshold=0.0, tag_threshold=1e-6)  # the bounds themselves are fine
     det, tags = _tags([(0, 5 + 10 * i, 5, 3.0 * i, 0.5) for i in range(3)], 1, (10, 35))
     with pytest.warns(RuntimeWarning) as caught:
         BottomUpDecoder(1, max_people=2, min_joints=1).group(det, tags)

@@ -1,5 +1,7 @@
 """LitePose decoding on synthetic heatmaps and tags with known people, and the assignment solver."""
 
+import warnings
+
 import numpy as np
 import pytest
 from scipy.optimize import linear_sum_assignment
@@ -389,3 +391,108 @@ def test_refine_uses_the_mean_of_every_seen_joints_tag_vector():
     det[1, 6, 8], tags[1, 6, 8] = 0.05, (0.2, 0.6)
     (pose,), _ = BottomUpDecoder(3, grouping="official", refine=True).group(det, tags)
     np.testing.assert_allclose(pose, [[2.25, 2.25, 1.0], [2.25, 6.25, 0.02], [8.25, 2.25, 1.0]], rtol=1e-6)
+
+
+# ---- NMS window, edges, dtypes, work buffers and the lazy tag path (issue #19's surviving mutants) ----
+
+
+def test_nms_keeps_peaks_three_pixels_apart_and_only_the_higher_of_two_apart():
+    # A 5x5 window (+-2 px): b, 3 px right of the higher a, is a peak; c, 2 px left of the higher d, is not.
+    # (A 3x3 window would keep c; a 6x6 one, reaching 3 px left, would drop b.)
+    det = np.zeros((1, 12, 30), np.float32)
+    det[0, 6, 10], det[0, 6, 13], det[0, 6, 20], det[0, 6, 22] = 1.0, 0.8, 0.8, 1.0
+    js, ys, xs, vals = BottomUpDecoder(1).top_k(det)
+    assert sorted(xs.tolist()) == [10, 13, 22] and ys.tolist() == [6, 6, 6]
+    vertical = np.ascontiguousarray(det.transpose(0, 2, 1))
+    assert sorted(BottomUpDecoder(1).top_k(vertical)[1].tolist()) == [10, 13, 22]
+
+
+def test_official_grouping_keeps_thirty_peaks_per_joint_without_a_warning():
+    people = [(3.0 * i, [(2.3 + 8 * i, 4.3, 0.2 + 0.02 * i)]) for i in range(31)]
+    det, tags = synth(people, 1, (10, 250))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the official parser's cap is its rule, not a surprise
+        assert len(BottomUpDecoder(1, grouping="official").group(det, tags)[0]) == 30
+
+
+def test_quarter_pixel_step_one_pixel_from_the_left_and_top_edges():
+    # Peak at (1, 1): right / lower neighbours 0.5 above left / upper ones 0.2 at x = 0 / y = 0: +0.25 both.
+    det = np.zeros((1, 10, 10), np.float32)
+    det[0, 1, 1], det[0, 1, 2], det[0, 1, 0], det[0, 2, 1], det[0, 0, 1] = 1.0, 0.5, 0.2, 0.5, 0.2
+    tags = np.zeros((1, 10, 10, 1), np.float32)
+    poses, _ = BottomUpDecoder(1, min_joints=1).group(det, tags)
+    assert poses[0, 0].tolist() == [1.75, 1.75, 1.0]
+
+
+def random_outputs(joints, hw, seed):
+    """Random float64 (2J, h, w) heatmaps_tags and (J, 2h, 2w) heatmaps, not representable in float32."""
+    rng = np.random.RandomState(seed)
+    h, w = hw
+    return rng.rand(2 * joints, h, w) * 0.6, rng.rand(joints, 2 * h, 2 * w) * 0.6
+
+
+@pytest.mark.parametrize("with_heatmaps", [True, False])
+def test_other_float_inputs_decode_as_their_float32_values_and_results_are_float32(with_heatmaps):
+    maps, half = random_outputs(4, (10, 12), seed=1)
+    half = half if with_heatmaps else None
+    as32 = (maps.astype(np.float32), half.astype(np.float32) if with_heatmaps else None)
+    poses, scores = BottomUpDecoder(4, min_joints=1)(maps, half)
+    poses32, scores32 = BottomUpDecoder(4, min_joints=1)(*as32)
+    assert len(poses) > 5
+    assert poses.dtype == scores.dtype == np.float32
+    np.testing.assert_array_equal(poses, poses32)
+    np.testing.assert_array_equal(scores, scores32)
+
+
+def test_work_arrays_are_reused_across_frames_and_remade_when_the_size_changes():
+    # Fresh arrays per frame cost page faults (issue #14); aggregate's docstring: the next call overwrites.
+    decoder = BottomUpDecoder(4, min_joints=1)
+    first = decoder.aggregate(*random_outputs(4, (10, 12), seed=1), lazy_tags=True)[0]
+    second = decoder.aggregate(*random_outputs(4, (10, 12), seed=2), lazy_tags=True)[0]
+    assert np.shares_memory(first, second)
+    # Another size on the same decoder decodes as a fresh decoder does.
+    bigger = random_outputs(4, (14, 9), seed=4)
+    for got, want in zip(decoder(*bigger), BottomUpDecoder(4, min_joints=1)(*bigger)):
+        np.testing.assert_array_equal(got, want)
+
+
+def test_without_refine_or_projection_only_the_heatmaps_are_resized(monkeypatch):
+    # Grouping reads tags at the peaks only (LazyTags): resizing the tag channels too is wasted work.
+    from edgepose.device import decode_bottomup
+
+    resized = []
+    real = decode_bottomup._resize_maps
+
+    def recording(maps, size, out=None):
+        resized.append((maps.shape[0], None if out is None else out.shape[0]))
+        return real(maps, size, out)
+
+    monkeypatch.setattr(decode_bottomup, "_resize_maps", recording)
+    maps, half = random_outputs(4, (10, 12), seed=1)
+    BottomUpDecoder(4, min_joints=1)(maps, half, input_size=(40, 48))
+    assert resized == [(4, 4)]
+    del resized[:]
+    BottomUpDecoder(4, min_joints=1, refine=True)(maps, half)  # refine reads whole tag maps
+    assert resized == [(8, 8)]
+
+
+def test_maps_already_at_the_heatmaps_size_are_averaged_as_they_are():
+    maps, _ = random_outputs(2, (6, 8), seed=5)
+    maps = maps.astype(np.float32)
+    half = np.random.RandomState(6).rand(2, 6, 8).astype(np.float32)
+    det, _ = BottomUpDecoder(2).aggregate(maps, half)
+    np.testing.assert_allclose(det, (maps[:2] + half) * 0.5, rtol=1e-6)
+
+
+def test_resize_maps_matches_torch_bilinear_for_more_channels_than_rows():
+    import torch
+
+    from edgepose.device.decode_bottomup import _resize_maps
+
+    maps = np.random.RandomState(7).rand(5, 3, 4).astype(np.float32)  # 5 channels of 3x4
+    got = _resize_maps(maps, (7, 10))
+    want = torch.nn.functional.interpolate(
+        torch.from_numpy(maps)[None], size=(7, 10), mode="bilinear", align_corners=False
+    )[0].numpy()
+    assert got.shape == (5, 7, 10)
+    np.testing.assert_allclose(got, want, atol=1e-6)

@@ -55,6 +55,7 @@ def _augment(cost, u, v, row_for_col, col_for_row, start):
         shortest[better] = reduced[better]
         candidates = np.where(scanned, np.inf, shortest)
         lowest = candidates.min()
+        # Unreachable with finite costs and rows <= columns: a broken invariant raises instead of looping.
         if not np.isfinite(lowest):
             raise ValueError("min_cost_assignment: no feasible assignment")
         ties = np.flatnonzero(candidates == lowest)

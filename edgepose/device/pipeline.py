@@ -15,7 +15,7 @@ import time
 
 import numpy as np
 
-from .decode_bottomup import DET_THRESHOLD, GROUPING, GROUPINGS, TAG_THRESHOLD, BottomUpDecoder
+from .decode_bottomup import DET_THRESHOLD, GROUPING, TAG_THRESHOLD, BottomUpDecoder
 from .decode_segmentation import SegmentationDecoder
 from .decode_topdown import TopDownDecoder
 from .errors import EdgeposeError
@@ -66,20 +66,19 @@ class PosePipeline(object):
             self.out_names = (tags["name"], heat["name"] if heat else None)
             if min_joints is not None and int(min_joints) < 1:
                 raise EdgeposeError("--min-joints must be at least 1, got {}".format(min_joints))
-            if grouping not in GROUPINGS:
-                raise EdgeposeError(
-                    "unknown grouping {!r} (one of {})".format(grouping, ", ".join(GROUPINGS))
+            try:
+                self.decoder = BottomUpDecoder(
+                    int(model["num_joints"]),
+                    flip_index,
+                    det_threshold=det_threshold,
+                    tag_threshold=tag_threshold,
+                    refine=refine,
+                    grouping=grouping,
+                    min_joints=min_joints,
+                    max_people=peaks_per_joint,  # the decoder's cap on peaks per joint (None: its default)
                 )
-            self.decoder = BottomUpDecoder(
-                int(model["num_joints"]),
-                flip_index,
-                det_threshold=det_threshold,
-                tag_threshold=tag_threshold,
-                refine=refine,
-                grouping=grouping,
-                min_joints=min_joints,
-                max_people=peaks_per_joint,  # the decoder's cap on peaks per joint (None: its default)
-            )
+            except ValueError as exc:  # an option out of range: the decoder's one line
+                raise EdgeposeError(str(exc)) from None
         elif self.kind == "top-down":
             heat = output_by_role(self.manifest, "heatmaps")
             if heat is None:

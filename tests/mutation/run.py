@@ -192,8 +192,18 @@ def last_run(name: str, spec: dict) -> tuple[list[Mutant], float]:
     return results(work, spec), float((work / "elapsed_s").read_text())
 
 
-def report(name: str, mutants: list[Mutant], elapsed: float, equivalents: dict, min_score: float) -> bool:
-    """Print one module's figures and its unexplained survivors; True when the module passes."""
+def stale_entries(spec: dict, mutants: list[Mutant], equivalents: dict) -> list[tuple[str, str, str]]:
+    """Listed survivors of this module's files that this run did not leave alive or time out: caught now
+    (the listing was wrong) or of a line that has changed since."""
+    prefixes = tuple(path[: -len(".py")].replace("/", ".") + "." for path in spec["mutate"])
+    alive = {m.key for m in mutants if m.status != KILLED}
+    return [key for key in equivalents if key[0].startswith(prefixes) and key not in alive]
+
+
+def report(
+    name: str, spec: dict, mutants: list[Mutant], elapsed: float, equivalents: dict, min_score: float
+) -> bool:
+    """Print one module's figures, its unexplained survivors and stale listings; True when the module passes."""
     count = {s: sum(m.status == s for m in mutants) for s in (KILLED, TIMEOUT, SURVIVED, NO_TESTS)}
     caught = count[KILLED] + count[TIMEOUT]
     missed = [m for m in mutants if m.status not in (KILLED, TIMEOUT)]
@@ -211,7 +221,11 @@ def report(name: str, mutants: list[Mutant], elapsed: float, equivalents: dict, 
     )
     for m in unexplained:
         print(f"  {m.status}: {m.name}\n    - `{m.function}`: `{m.before}` → `{m.after}` — ")
-    return score >= min_score and not unexplained
+    stale = stale_entries(spec, mutants, equivalents)
+    for function, before, after in stale:
+        print(f"  listed in {DOC.name} but no survivor of this run (remove or update it):")
+        print(f"    - `{function}`: `{before}` → `{after}`")
+    return score >= min_score and not unexplained and not stale
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -243,7 +257,7 @@ def main(argv: list[str] | None = None) -> int:
             mutants, elapsed = last_run(name, modules[name])
         else:
             mutants, elapsed = run_module(name, modules[name], args.children)
-        ok &= report(name, mutants, elapsed, equivalents, args.min_score)
+        ok &= report(name, modules[name], mutants, elapsed, equivalents, args.min_score)
     return 0 if ok else 1
 
 
