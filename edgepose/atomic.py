@@ -107,10 +107,14 @@ def _make_parents(folder: Path) -> list[Path]:
         if folder.parent == folder:
             break
         folder = folder.parent
+    created = []
     for path in reversed(missing):
-        with contextlib.suppress(FileExistsError):
+        try:
             path.mkdir()
-    return list(reversed(missing))
+        except FileExistsError:  # another process made it meanwhile: not ours to remove on failure
+            continue
+        created.append(path)
+    return created
 
 
 def _remove(path: Path) -> None:

@@ -636,3 +636,30 @@ def test_atomic_file_errors_name_the_destination_and_leave_nothing(tmp_path):
     real.close()
     assert (info.value.errno, info.value.filename) == (errno.ENOSPC, str(tmp_path / "f.bin"))
     assert names(tmp_path) == ["file"]
+
+
+def test_the_kernels_no_replace_answer_is_final_even_where_nothing_was_there_a_moment_ago(
+    tmp_path, monkeypatch
+):
+    # The race a plain check-then-rename loses: the destination appears after any check. With the flag,
+    # the kernel's EEXIST is the answer (False, nothing moved), never a rename over what appeared.
+    monkeypatch.setattr(atomic_mod.sys, "platform", "linux")
+    monkeypatch.setattr(atomic_mod, "_libc", lambda: FakeLibc(result=-1, error=errno.EEXIST, renameat2=True))
+    (a,) = folders(tmp_path, "a")
+    assert atomic_mod._rename_noreplace(a, tmp_path / "b") is False
+    assert (a / "x").read_text() == "a" and not (tmp_path / "b").exists()
+
+
+def test_a_parent_folder_made_by_another_process_meanwhile_is_no_error(tmp_path, monkeypatch):
+    # Another process creates "new" between the existence check and mkdir: no error, and "new" is not
+    # counted among the folders made here (a failed export removes those).
+    real_mkdir = type(tmp_path).mkdir
+
+    def mkdir_after_someone_else(self, *args, **kwargs):
+        if self.name == "new":
+            os.mkdir(self)
+        return real_mkdir(self, *args, **kwargs)
+
+    monkeypatch.setattr(type(tmp_path), "mkdir", mkdir_after_someone_else)
+    assert atomic_mod._make_parents(tmp_path / "new" / "deeper") == [tmp_path / "new" / "deeper"]
+    assert (tmp_path / "new" / "deeper").is_dir()

@@ -9,7 +9,7 @@ import torch
 
 from edgepose.errors import EdgeposeError
 from edgepose.models import build_model, load_weights
-from edgepose.models.weights import pickled_code
+from edgepose.models.weights import pickled_code, read_checkpoint
 
 
 class NotATensor:  # pickled into a checkpoint to make weights_only=True refuse it
@@ -326,3 +326,32 @@ def test_a_checkpoint_that_is_no_mapping_is_named(tmp_path):
         load_weights(build_model("litepose-xs"), tmp_path / "list.pth")
     with pytest.raises(EdgeposeError, match="^checkpoint is a int, not a state_dict$"):
         unwrap_state_dict(3)
+
+
+def test_a_checkpoint_saved_on_a_gpu_loads_on_the_cpu(tmp_path, monkeypatch):
+    # Released checkpoints were saved from CUDA tensors: their storages name "cuda:0". Without
+    # map_location="cpu" torch.load refuses them on a machine with no GPU (and, with one, would put the
+    # tensors there). torch.save records the location from location_tag: pretend it said "cuda:0".
+    import torch.serialization
+
+    path = tmp_path / "gpu.pth"
+    with monkeypatch.context() as patch:
+        patch.setattr(torch.serialization, "location_tag", lambda storage: "cuda:0")
+        torch.save({"conv.weight": torch.arange(6.0).reshape(2, 3)}, path)
+    state = read_checkpoint(path)
+    assert state["conv.weight"].device.type == "cpu"
+    assert state["conv.weight"].tolist() == [[0.0, 1.0, 2.0], [3.0, 4.0, 5.0]]
+
+
+def test_torch_force_no_weights_only_load_in_the_environment_does_not_open_the_door(
+    trained, tmp_path, monkeypatch
+):
+    # torch.load honours TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1 only where the caller left weights_only unset:
+    # edgepose sets it, so a checkpoint carrying a command is still refused and nothing runs.
+    monkeypatch.setenv("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")
+    marker = tmp_path / "executed"
+    path = tmp_path / "unsafe.pth"
+    torch.save({"state_dict": trained.state_dict(), "config": RunsACommand(marker)}, path)
+    with pytest.raises(EdgeposeError, match=f"^refusing {path}: it needs arbitrary pickled code"):
+        load_weights(build_model("litepose-xs"), path)
+    assert not marker.exists()
