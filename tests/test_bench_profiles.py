@@ -208,12 +208,13 @@ def test_a_profile_reads_its_name_description_and_each_runtime_choice(tmp_path):
     box = tmp_path / "box.toml"
     box.write_text(
         'name = "lab-box"\ndescription = "the lab box"\nrecipe = "onnx"\n'
-        '[runtimes.tflite]\nrecipe = "snapdragon855"\nprecision = "fp16"\nthreads = 3\ndelegate = "gpu"\n'
+        '[runtimes.tflite]\nrecipe = "snapdragon855"\nprecision = "int8"\nthreads = 3\ndelegate = "gpu"\n'
     )
     prof = load_profile(str(box))
     assert (prof.name, prof.description) == ("lab-box", "the lab box")
     tfl = prof.runtimes["tflite"]
-    assert (tfl.precision, tfl.runtime.threads, tfl.runtime.delegate) == ("fp16", 3, "gpu")  # not its xnnpack
+    # not the recipe's fp16 or its xnnpack
+    assert (tfl.precision, tfl.runtime.threads, tfl.runtime.delegate) == ("int8", 3, "gpu")
     box.write_text('recipe = "onnx"\n')
     assert (load_profile(str(box)).name, load_profile(str(box)).description) == ("box", "")
     for runtimes, message in [

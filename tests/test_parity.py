@@ -188,6 +188,36 @@ def test_gate_compares_outputs_by_name_and_counts_heatmap_channels():
         parity.gate(ref, {"b": nchw(2.0)}, {})
 
 
+def test_logits_are_judged_by_pixel_agreement_by_hand():
+    # Two images of 3 classes on 2x3 pixels. Image 0's classes [[0, 1, 2], [2, 1, 0]]; the candidate moves
+    # two of its pixels to another class; image 1 is the same in both: 10 of 12 pixels agree.
+    ref = np.zeros((2, 3, 2, 3))
+    for i, classes in enumerate([[0, 1, 2], [2, 1, 0]]):
+        for j, c in enumerate(classes):
+            ref[:, c, i, j] = 1.0
+    cand = ref.copy()
+    cand[0, :, 0, 0] = [0.0, 2.0, 0.0]  # class 0 -> 1
+    cand[0, :, 1, 2] = [0.0, 0.0, 3.0]  # class 0 -> 2
+    assert parity.pixel_agreement(ref, cand) == pytest.approx(10 / 12)
+    figures = parity.output_figures(ref, cand, role="logits")
+    assert figures["pixel_agreement"] == pytest.approx(10 / 12) and "peak_agreement" not in figures
+    limits = {"min_pixel_agreement": 0.9, "min_peak_agreement": 1.0}
+    result = parity.gate({"seg": ref}, {"seg": cand}, limits, roles={"seg": "logits"})
+    assert result["failures"] == ["seg: pixel agreement 0.83333 < 0.90000"]
+    assert result["thresholds"] == {"min_pixel_agreement": 0.9}  # no output has peaks: that bar is left out
+    # Without a role the same output is heatmaps: peak agreement over all 6 (image, channel) maps.
+    plain = parity.gate({"seg": ref}, {"seg": cand}, limits)
+    assert "pixel_agreement" not in plain["outputs"]["seg"] and plain["thresholds"] == {
+        "min_peak_agreement": 1.0
+    }
+    with pytest.raises(EdgeposeError) as err:
+        parity.output_figures(ref, cand, role="boxes")
+    assert (
+        str(err.value)
+        == "no agreement figure for output role 'boxes'; known: heatmaps, heatmaps_tags, logits"
+    )
+
+
 def test_summary_line():
     result = {
         "outputs": {

@@ -56,8 +56,19 @@ def test_segmentation_models_have_their_own_parity_tables():
         assert fp16 == {"min_sqnr_db": 40.0, "min_pixel_agreement": 0.98}
         assert int8 == {"min_sqnr_db": 15.0, "min_pixel_agreement": 0.75}
         assert resolve(recipe, precision="int8", kind="bottom-up").parity["min_peak_agreement"] == 0.2
-    with pytest.raises(EdgeposeError, match="unknown model kind 'depth'"):
+    with pytest.raises(EdgeposeError) as err:
         resolve(rpi4, kind="depth")
+    assert str(err.value) == "unknown model kind 'depth'; known: bottom-up, top-down, segmentation"
+    # A kind's table first, then the precision tables after it: every one is read.
+    after = parse_recipe(
+        {
+            "format": "tflite",
+            "precisions": ["fp32", "fp16"],
+            "parity": {"top-down": {"min_sqnr_db": 7.0}, "fp16": {"min_sqnr_db": 8.0}},
+        }
+    )
+    assert resolve(after, kind="top-down").parity == {"min_sqnr_db": 7.0}
+    assert resolve(after, precision="fp16").parity == {"min_sqnr_db": 8.0}
 
 
 def test_parity_table_lookup_order(tmp_path):
@@ -157,6 +168,18 @@ def test_user_recipe_by_path(tmp_path):
         (
             'format = "tflite"\n[parity.segmentation.fp16]\nmin_sqnr_db = 1\n',
             "recipe {path}: [parity.segmentation] cannot hold tables (fp16)",
+        ),
+        (
+            'format = "tflite"\n[parity.segmentation.int8]\nmin_sqnr_db = 1\n[parity.segmentation.fp16]\nmin_sqnr_db = 2\n',
+            "recipe {path}: [parity.segmentation] cannot hold tables (fp16, int8)",
+        ),
+        (
+            'format = "tflite"\n[parity.fp16.top-down]\nmin_peaks = 1\n',
+            "recipe {path} [parity.fp16.top-down]: unknown [parity] keys ['min_peaks']; allowed: max_abs_diff, mean_abs_diff, min_sqnr_db, min_peak_agreement, min_pixel_agreement, noise_factor, noisy_min_sqnr_db",
+        ),
+        (
+            'format = "tensorrt"\nopset = 13\n[runtime]\nbackend = "tflite"\n',
+            "recipe {path}: runtime backend 'tflite' cannot run tensorrt; choose tensorrt, onnxruntime",
         ),
         (
             'format = "onnx"\nopset = 13\n[parity.segmentation]\nmin_pixels = 1\n',
@@ -313,7 +336,7 @@ def test_format_options_types_next_steps_and_override_messages():
     assert recipe_error({"format": "tensorrt", "opset": 13, "tensorrt": {"workspace_mib": True}}) == (
         "recipe <dict> [tensorrt]: workspace_mib must be a int, got True"
     )
-    every = "{folder} {path} {model} {source}"
+    every = "{folder} {path} {model} {source} {json}"  # all of them at once is allowed
     assert parse_recipe({"format": "onnx", "opset": 13, "next_steps": [every]}).next_steps == (every,)
     assert recipe_error({"format": "onnx", "opset": 13, "next_steps": ["{nope}"]}) == (
         "recipe <dict>: next_steps may use {folder}, {path}, {model}, {source}, {json}, not ['nope']"
