@@ -329,7 +329,7 @@ def test_a_checkpoint_that_is_no_mapping_is_named(tmp_path):
 
 
 def test_a_checkpoint_saved_on_a_gpu_loads_on_the_cpu(tmp_path, monkeypatch):
-    # Released checkpoints were saved from CUDA tensors: their storages name "cuda:0". Without
+    # A checkpoint saved from a GPU training run names "cuda:0" for its storages. Without
     # map_location="cpu" torch.load refuses them on a machine with no GPU (and, with one, would put the
     # tensors there). torch.save records the location from location_tag: pretend it said "cuda:0".
     import torch.serialization

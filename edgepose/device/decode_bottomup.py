@@ -66,8 +66,8 @@ class BottomUpDecoder(object):
         self.flip_index = list(flip_index) if flip_index is not None else None
         self.det_threshold = float(det_threshold)
         self.tag_threshold = float(tag_threshold)
-        # A peak's score is then above 0, so every allowed crowd pair beats starting a new person;
-        # the crowd cost divides by the tag threshold.
+        # Peaks then score above 0, so every allowed crowd pair costs less than starting a new person
+        # (grouping.py); the crowd cost divides by the tag threshold.
         if not self.det_threshold >= 0:
             raise ValueError("det_threshold must be at least 0, got {}".format(det_threshold))
         if not self.tag_threshold > 0:

@@ -6,7 +6,8 @@ module's files and to run only that module's tests (mutmut then runs, for each m
 among those that call the mutated function). A mutant that survives must be listed as equivalent
 in docs/testing.md (function, the line before and after, the reason), or as a known survivor (one that
 could change behaviour but no test catches yet, and why); the run fails when a module kills less than
-``--min-score`` of its mutants or leaves a survivor that is not listed.
+``--min-score`` of its mutants, leaves a survivor that is not listed, or lists one for its files that no
+survivor of the run matches (killed now, or its line has changed).
 
     .venv/bin/python tests/mutation/run.py                 # every module
     .venv/bin/python tests/mutation/run.py parity topdown  # some
