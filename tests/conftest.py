@@ -9,6 +9,8 @@ import numpy as np
 import pytest
 import torch
 
+from edgepose.device.atomic import write_bytes
+
 torch.set_num_threads(1)
 
 # The TFLite steps that take tens of seconds each; many tests export the same seeded model at one size.
@@ -54,12 +56,9 @@ def _run_once(step, folder):
                 with open(path, "rb") as fh:
                     return fh.read()
             data = step(*args)
-            with open(path + ".tmp", "wb") as fh:
-                fh.write(data)
-            os.replace(path + ".tmp", path)
+            write_bytes(path, data)
             return data
 
-    run.__wrapped__ = step
     return run
 
 
