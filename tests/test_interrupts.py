@@ -275,6 +275,23 @@ def test_ctrl_c_in_the_device_timer_keeps_what_it_measured_without_a_traceback(t
     assert [json.loads(line)["timed"] for line in stdout.splitlines()] == [r["timed"] for r in kept]
 
 
+def test_a_ctrl_c_while_a_record_is_written_lands_after_both_copies(tmp_path, monkeypatch, capsys):
+    # The Ctrl-C arrives just after the record reached the file (the race the test above can hit): it is
+    # held back until stdout has the same line, then raised.
+    from edgepose.device import bench as device_bench
+
+    real = device_bench.append_line
+
+    def append_then_interrupt(path, line):
+        real(path, line)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    monkeypatch.setattr(device_bench, "append_line", append_then_interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        RecordWriter(str(tmp_path / "r.jsonl"), stdout=True).write({"timed": "model"})
+    assert capsys.readouterr().out == (tmp_path / "r.jsonl").read_text() == '{"timed": "model"}\n'
+
+
 BENCH = r"""
 import sys
 from pathlib import Path

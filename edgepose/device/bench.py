@@ -13,7 +13,7 @@ import json
 import os
 import sys
 
-from .atomic import append_line
+from .atomic import append_line, deferred_interrupts
 from .errors import EdgeposeError, os_error_message
 from .formats import model_files
 from .machine import host_info, peak_rss_mb, pin_cpus
@@ -95,11 +95,12 @@ class RecordWriter(object):
 
     def write(self, record):
         line = json.dumps(record, sort_keys=True)
-        if self.path:
-            append_line(self.path, line)
-        if self.stdout:
-            sys.stdout.write(line + "\n")
-            sys.stdout.flush()
+        with deferred_interrupts():  # a Ctrl-C between the two would leave them disagreeing
+            if self.path:
+                append_line(self.path, line)
+            if self.stdout:
+                sys.stdout.write(line + "\n")
+                sys.stdout.flush()
 
 
 def _open_runtime(model_dir, manifest, threads, backend=None):
