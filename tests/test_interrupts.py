@@ -287,8 +287,13 @@ def test_a_ctrl_c_while_a_record_is_written_lands_after_both_copies(tmp_path, mo
         os.kill(os.getpid(), signal.SIGINT)
 
     monkeypatch.setattr(device_bench, "append_line", append_then_interrupt)
-    with pytest.raises(KeyboardInterrupt):
-        RecordWriter(str(tmp_path / "r.jsonl"), stdout=True).write({"timed": "model"})
+    # Ctrl-C as in a terminal, whatever this worker inherited (a background job ignores SIGINT).
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            RecordWriter(str(tmp_path / "r.jsonl"), stdout=True).write({"timed": "model"})
+    finally:
+        signal.signal(signal.SIGINT, previous)
     assert capsys.readouterr().out == (tmp_path / "r.jsonl").read_text() == '{"timed": "model"}\n'
 
 
